@@ -1,7 +1,8 @@
 """Shared test helpers.
 
-Integration tests use real services on loopback. In CI (``CI=true``) a service that cannot be reached
-fails the test; on a developer machine without the service the test is skipped with the reason.
+Integration tests use real services on loopback. In CI (``CI=true``) a service that cannot be
+reached fails the test; on a developer machine without the service the test is skipped with the
+reason.
 """
 
 from __future__ import annotations
