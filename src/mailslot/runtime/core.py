@@ -465,7 +465,8 @@ class Context:
         self._cell.cancel_timer(key)
 
     def is_timer_active(self, key: Hashable) -> bool:
-        return key in self._cell.timers
+        timers = self._cell.timers
+        return timers is not None and key in timers
 
     def set_receive_timeout(self, seconds: float | None) -> None:
         """Get :class:`ReceiveTimeout` after ``seconds`` without a message (``None``: off)."""
@@ -574,24 +575,25 @@ class _Cell:
         self.actor_type = "?"
         self.receive: Callable[[Any], Any] = _not_started
         self.meta: Any = None
-        self.sysq: deque[Callable[[], None]] = deque()
+        # rarely used containers are made on first use (memory per idle actor matters)
+        self.sysq: deque[Callable[[], None]] | None = None
         self.busy = False
         self.suspended = True  # until started
         self.in_lifecycle = False
         self.pending_failure: BaseException | None = None
-        self.children: dict[str, _Cell] = {}
-        self.watchers: set[_Cell] = set()
-        self.watching: set[_Cell] = set()
-        self.throttled: dict[_Cell, deque[tuple[Any, Any]]] = {}
-        self.space_waiters: deque[asyncio.Future[None]] = deque()
-        self.stop_waiters: list[asyncio.Future[None]] = []
-        self.timers: dict[Hashable, Cancellable] = {}
+        self.children: dict[str, _Cell] = _NO_CHILDREN
+        self.watchers: set[_Cell] | None = None
+        self.watching: set[_Cell] | None = None
+        self.throttled: dict[_Cell, deque[tuple[Any, Any]]] | None = None
+        self.space_waiters: deque[asyncio.Future[None]] | None = None
+        self.stop_waiters: list[asyncio.Future[None]] | None = None
+        self.timers: dict[Hashable, Cancellable] | None = None
         self.rt_seconds: float | None = None
         self.rt_handle: Cancellable | None = None
         self.last_activity = 0.0
-        self.owned: set[asyncio.Task[Any]] = set()
+        self.owned: set[asyncio.Task[Any]] | None = None
         self.strategy = strategy
-        self.history = RestartHistory()
+        self.history = _NO_HISTORY
         self.drain_on_stop = system.drain_on_stop
         self.processed = 0
         self.failures = 0
@@ -622,7 +624,12 @@ class _Cell:
             trace = system._instr.outgoing(sender, self.ref, message) if system._instr else None
             meta = Envelope(next(system._msg_ids), system.clock.now(), sender, None, trace)
         sender_cell = _cell_of(sender) if sender is not None else None
-        outbox = self.throttled.get(sender_cell) if sender_cell is not None else None
+        throttled = self.throttled
+        outbox = (
+            throttled.get(sender_cell)
+            if throttled is not None and sender_cell is not None
+            else None
+        )
         if outbox is not None:
             if len(outbox) >= system.outbox_capacity:
                 self.overflow(message, sender, from_system, "outbox")
@@ -639,8 +646,7 @@ class _Cell:
                 and system.outbox_capacity > 0
             ):
                 # an actor sender that was not yet held back: hold it back now
-                self.throttle(sender_cell)
-                self.throttled[sender_cell].append((message, meta))
+                self.throttle(sender_cell).append((message, meta))
                 return
             self.overflow(message, sender, from_system, "mailbox")
             return
@@ -703,6 +709,8 @@ class _Cell:
             waiter: asyncio.Future[None] = self.system._loop.create_future()
             if self.system._parked is not None:
                 self.system._parked.add(waiter)
+            if self.space_waiters is None:
+                self.space_waiters = deque()
             self.space_waiters.append(waiter)
             await waiter
             try:
@@ -718,19 +726,25 @@ class _Cell:
 
     # ---- backpressure -------------------------------------------------------------------------
 
-    def throttle(self, sender: _Cell) -> None:
-        if sender in self.throttled:
-            return
-        self.throttled[sender] = deque()
+    def throttle(self, sender: _Cell) -> deque[tuple[Any, Any]]:
+        """Hold ``sender`` back (once); returns its outbox to this cell."""
+        if self.throttled is None:
+            self.throttled = {}
+        outbox = self.throttled.get(sender)
+        if outbox is not None:
+            return outbox
+        outbox = self.throttled[sender] = deque()
         self.gate = 0
         instr = self.system._instr
         if instr is not None:
             _safe(instr.backpressure, self.ref, sender.ref, True)
         sender.post(functools.partial(sender.run_hook_named, "slowed_down", SlowDown(self.ref)))
+        return outbox
 
     def release_senders(self) -> None:
         """At the low watermark: flush outboxes in order while there is room, resume senders."""
         q = self.queue
+        assert self.throttled is not None
         for sender, outbox in list(self.throttled.items()):
             while outbox and len(q) < self.capacity:
                 item = outbox.popleft()
@@ -753,6 +767,8 @@ class _Cell:
 
     def post(self, work: Callable[[], None]) -> None:
         """Queue control work to run in this cell's next turn, before user messages."""
+        if self.sysq is None:
+            self.sysq = deque()
         self.sysq.append(work)
         if not self.scheduled:
             self.scheduled = True
@@ -761,11 +777,14 @@ class _Cell:
     def run(self) -> int:
         """One turn: control work, then up to ``throughput`` messages. Returns messages handled."""
         sysq = self.sysq
-        while sysq and not self.busy and self.state is not _STOPPED:
-            sysq.popleft()()
+        if sysq is not None:
+            while sysq and not self.busy and self.state is not _STOPPED:
+                sysq.popleft()()
+            if not sysq and self.sysq is sysq:
+                self.sysq = None  # control work is rare: do not keep an empty deque per actor
         if self.busy or self.suspended or self.state is _STOPPED:
             if self.state is _STOPPED:
-                sysq.clear()
+                self.sysq = None
             self.scheduled = False
             return 0
         q = self.queue
@@ -781,7 +800,7 @@ class _Cell:
         message: Any = None
         try:
             # control work (SlowDown, Terminated, results) posted meanwhile ends the turn early
-            while q and done < budget and not sysq:
+            while q and done < budget and not self.sysq:
                 message, self.meta = q.popleft()
                 done += 1
                 r = recv(message)
@@ -873,7 +892,7 @@ class _Cell:
             self.release_senders()
             n = len(q)
         if self.space_waiters and n < self.capacity:
-            self.wake_space_waiters()
+            self.wake_space_waiters(self.space_waiters)
         if self.rt_seconds is not None:
             self.last_activity = self.system.clock.now()
         if self.state is _STOPPING and not self.busy:
@@ -883,10 +902,10 @@ class _Cell:
         else:
             self.scheduled = False
 
-    def wake_space_waiters(self) -> None:
+    def wake_space_waiters(self, waiters: deque[asyncio.Future[None]]) -> None:
         room = self.capacity - len(self.queue)
-        while self.space_waiters and room > 0:
-            w = self.space_waiters.popleft()
+        while waiters and room > 0:
+            w = waiters.popleft()
             if not w.done():
                 w.set_result(None)
                 room -= 1
@@ -1150,11 +1169,12 @@ class _Cell:
         while q:
             message, meta = q.popleft()
             self.dead_letter(message, _sender_of(meta), DeadLetterReason.STOPPED)
-        for outbox in self.throttled.values():
-            while outbox:
-                message, meta = outbox.popleft()
-                self.dead_letter(message, _sender_of(meta), DeadLetterReason.STOPPED)
-        self.throttled.clear()
+        if self.throttled:
+            for outbox in self.throttled.values():
+                while outbox:
+                    message, meta = outbox.popleft()
+                    self.dead_letter(message, _sender_of(meta), DeadLetterReason.STOPPED)
+            self.throttled = None
 
     def finish_stop_steps(self) -> Generator[Any, Any, None]:
         actor = self.actor
@@ -1174,14 +1194,20 @@ class _Cell:
         if target.state is _STOPPED:
             self.post(lambda: self.deliver_system_message(Terminated(ref)))
             return
+        if target.watchers is None:
+            target.watchers = set()
         target.watchers.add(self)
+        if self.watching is None:
+            self.watching = set()
         self.watching.add(target)
 
     def unwatch(self, ref: ActorRef) -> None:
         target = _cell_of(ref)
         if target is not None:
-            target.watchers.discard(self)
-            self.watching.discard(target)
+            if target.watchers is not None:
+                target.watchers.discard(self)
+            if self.watching is not None:
+                self.watching.discard(target)
 
     def start_timer(
         self, key: Hashable, message: Any, delay: float, interval: float | None
@@ -1195,24 +1221,31 @@ class _Cell:
         def fire(due: float) -> None:
             if self.state is not _RUNNING:
                 return
+            timers = self.timers
+            assert timers is not None
             if interval is None:
-                self.timers.pop(key, None)
+                timers.pop(key, None)
             else:
                 nxt = due + interval
-                self.timers[key] = clock.call_later(nxt - clock.now(), fire, nxt)
+                timers[key] = clock.call_later(nxt - clock.now(), fire, nxt)
             self.tell_careful(message, self.ref, True)
 
+        if self.timers is None:
+            self.timers = {}
         self.timers[key] = clock.call_later(delay, fire, due)
 
     def cancel_timer(self, key: Hashable) -> None:
+        if self.timers is None:
+            return
         h = self.timers.pop(key, None)
         if h is not None:
             h.cancel()
 
     def cancel_all_timers(self) -> None:
-        for h in self.timers.values():
-            h.cancel()
-        self.timers.clear()
+        if self.timers:
+            for h in self.timers.values():
+                h.cancel()
+        self.timers = None
 
     def set_receive_timeout(self, seconds: float | None) -> None:
         if self.rt_handle is not None:
@@ -1253,10 +1286,13 @@ class _Cell:
             return await awaitable
 
         task = self.system._create_task(run(), self)
+        if self.owned is None:
+            self.owned = set()
         self.owned.add(task)
 
         def done(t: asyncio.Task[T]) -> None:
-            self.owned.discard(t)
+            if self.owned is not None:
+                self.owned.discard(t)
             if t.cancelled() or self.state is _STOPPED:
                 return
             exc = t.exception()
@@ -1271,9 +1307,15 @@ class _Cell:
         task.add_done_callback(done)
 
     def cancel_owned(self) -> None:
-        for t in list(self.owned):
-            t.cancel()
-        self.owned.clear()
+        if self.owned:
+            for t in list(self.owned):
+                t.cancel()
+        self.owned = None
+
+    def add_stop_waiter(self, fut: asyncio.Future[None]) -> None:
+        if self.stop_waiters is None:
+            self.stop_waiters = []
+        self.stop_waiters.append(fut)
 
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(
@@ -1286,10 +1328,14 @@ class _Cell:
             processed=self.processed,
             failures=self.failures,
             restarts=self.restarts,
-            throttled_senders=len(self.throttled),
-            outbox_depth=sum(len(o) for o in self.throttled.values()),
+            throttled_senders=len(self.throttled or ()),
+            outbox_depth=sum(len(o) for o in (self.throttled or {}).values()),
             children=len(self.children),
         )
+
+
+_NO_CHILDREN: dict[str, _Cell] = {}  # shared by childless cells; never mutated
+_NO_HISTORY = RestartHistory()
 
 
 def _not_started(message: Any) -> None:  # pragma: no cover - guarded by `suspended`
@@ -1590,7 +1636,7 @@ class ActorSystem:
         if cell.state is _STOPPED:
             return
         fut: asyncio.Future[None] = self._loop.create_future()
-        cell.stop_waiters.append(fut)
+        cell.add_stop_waiter(fut)
 
         def overdue() -> None:
             if fut.done():
@@ -1679,6 +1725,8 @@ class ActorSystem:
         mailbox: Coalescing | None,
     ) -> _Cell:
         cell = _Cell(self, parent, name, factory, capacity, strategy, mailbox)
+        if parent.children is _NO_CHILDREN:
+            parent.children = {}
         parent.children[name] = cell
         self._start_cell(cell)
         return cell
@@ -1802,10 +1850,10 @@ class ActorSystem:
         cell.state = _STOPPED
         cell.gate = 0
         cell.cancel_owned()
-        for w in cell.space_waiters:
+        for w in cell.space_waiters or ():
             if not w.done():
                 w.set_result(None)  # they retry and get a dead letter
-        cell.space_waiters.clear()
+        cell.space_waiters = None
         totals = self._stopped_totals
         totals["processed"] += cell.processed
         totals["failures"] += cell.failures
@@ -1814,20 +1862,22 @@ class ActorSystem:
         instr = self._instr
         if instr is not None and cell.actor is not None:
             _safe(instr.stopped, cell.ref, cell.actor_type)
-        for target in cell.watching:
-            target.watchers.discard(cell)
-        cell.watching.clear()
-        for watcher in list(cell.watchers):
+        for target in cell.watching or ():
+            if target.watchers is not None:
+                target.watchers.discard(cell)
+        cell.watching = None
+        for watcher in list(cell.watchers or ()):
             if watcher.state is _RUNNING:
-                watcher.watching.discard(cell)
+                if watcher.watching is not None:
+                    watcher.watching.discard(cell)
                 watcher.post(
                     functools.partial(watcher.deliver_system_message, Terminated(cell.ref))
                 )
-        cell.watchers.clear()
-        for w in cell.stop_waiters:
+        cell.watchers = None
+        for w in cell.stop_waiters or ():
             if not w.done():
                 w.set_result(None)
-        cell.stop_waiters.clear()
+        cell.stop_waiters = None
         parent = cell.parent
         if parent is not None:
             if parent.children.get(cell.name) is cell:
@@ -1854,7 +1904,7 @@ class ActorSystem:
         for c in pending:
             w: asyncio.Future[None] = self._loop.create_future()
             w.add_done_callback(one_done)
-            c.stop_waiters.append(w)
+            c.add_stop_waiter(w)
         return fut
 
     async def stop(self, ref: ActorRef, *, drain: bool | None = None) -> None:
