@@ -91,7 +91,7 @@ class Producer(Actor):
         if self.paused:
             return
         tell = self.target.tell
-        burst = min(self.left, 256)
+        burst = min(self.left, 64)  # what the consumer handles per turn (the fairness budget)
         for i in range(burst):
             tell(i)
         self.left -= burst

@@ -146,19 +146,6 @@ async def _run_as_actor(coro: Coroutine[Any, Any, T], system: ActorSystem, ref: 
     return await _as_actor(coro, system, ref)
 
 
-class _Done:
-    """An awaitable that is already complete: ``await ref.send(m)`` with room costs no future."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return
-        yield  # pragma: no cover - makes this a generator
-
-
-_DONE: Final = _Done()
-
-
 # --------------------------------------------------------------------------------------- actors
 
 
@@ -306,11 +293,16 @@ class LocalActorRef(ActorRef):
 
     def send(self, message: Any, *, sender: ActorRef | None = None) -> Awaitable[None]:
         c = self._cell
-        if len(c.queue) < c.gate:
-            self.tell(message, sender)
-            return _DONE
+        q = c.queue
+        s = c.system
         if sender is None:
-            sender = c.system._current
+            sender = s._current
+        if len(q) < c.gate:
+            q.append((message, sender))
+            if not c.scheduled:
+                c.scheduled = True
+                s._make_ready(c)
+            return s._done  # an already completed future: awaiting it does not suspend
         return c.send_careful(message, sender)
 
     async def ask(self, message: Any, *, timeout: float) -> Any:
@@ -343,7 +335,7 @@ class _AskRef(ActorRef):
 
     def send(self, message: Any, *, sender: ActorRef | None = None) -> Awaitable[None]:
         self.tell(message, sender)
-        return _DONE
+        return self._system._done
 
     async def ask(self, message: Any, *, timeout: float) -> Any:
         raise ActorStopped("cannot ask the temporary sender of an ask", actor=self.path)
@@ -702,7 +694,7 @@ class _Cell:
             self.tell_careful(message, sender, False)
         except MailboxFull:
             return self._send_when_room(message, sender)
-        return _DONE
+        return self.system._done
 
     async def _send_when_room(self, message: Any, sender: ActorRef | None) -> None:
         while True:
@@ -794,7 +786,9 @@ class _Cell:
         system = self.system
         if self.careful or system._instr is not None:
             return self.run_careful()
-        budget = system.throughput
+        # a congested actor (above its high watermark) works down to its low watermark in one
+        # turn: it is the bottleneck, and catching up ends the SlowDown for its senders sooner
+        budget = system.throughput if n < self.high else max(system.throughput, n - self.low)
         recv = self.receive
         done = 0
         message: Any = None
@@ -822,7 +816,8 @@ class _Cell:
         instr = system._instr
         per_message = instr is not None and instr.per_message
         q = self.queue
-        budget = system.throughput
+        n = len(q)
+        budget = system.throughput if n < self.high else max(system.throughput, n - self.low)
         done = 0
         started = time.perf_counter()
         message: Any = None
@@ -1560,6 +1555,7 @@ class ActorSystem:
         self._stopped_totals = Counter[str]()
         self._live = 0
         self._started = False
+        self._done: asyncio.Future[None] = None  # type: ignore[assignment]  # bound in start()
         self.messages_dispatched = 0
         # futures only virtual time or other actors can complete (the test kit sets this set)
         self._parked: weakref.WeakSet[asyncio.Future[Any]] | None = None
@@ -1583,6 +1579,8 @@ class ActorSystem:
         if self._clock_arg is None:
             self.clock = LoopClock(self._loop)
         self._terminated = self._loop.create_future()
+        self._done = self._loop.create_future()
+        self._done.set_result(None)
         root = _Cell(self, None, "", _Guardian, 1_000_000, self.supervisor, None)
         root.path = ""
         self._root = root
