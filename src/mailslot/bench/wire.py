@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> Report:
         if not case.check(case.decode(frame)):
             raise AssertionError(f"{case.name}: the round trip changed the data")
         frames.append(frame)
-    timers = [
+    timers: list[tuple[Callable[[], object], Callable[[], object]]] = [
         (case.encode, functools.partial(case.decode, frame))
         for case, frame in zip(cases, frames, strict=True)
     ]
@@ -197,14 +197,15 @@ def run(args: argparse.Namespace) -> Report:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        for encode, decode in timers:  # warm-up
-            _mean_ns(encode, max(1, rounds // 10))
-            _mean_ns(decode, max(1, rounds // 10))
-        # Round-robin, so that a noisy moment hits every case alike; keep each case's best.
+        # Round-robin, so that a noisy moment hits every case alike; keep each case's best. Each
+        # timed run follows a short untimed one, so that no case pays for the allocator state the
+        # previous case left behind.
+        warm = max(1, rounds // 10)
         for _ in range(repeats):
-            for k, (encode, decode) in enumerate(timers):
-                best[k][0] = min(best[k][0], _mean_ns(encode, rounds) / size)
-                best[k][1] = min(best[k][1], _mean_ns(decode, rounds) / size)
+            for k, pair in enumerate(timers):
+                for j, fn in enumerate(pair):
+                    _mean_ns(fn, warm)
+                    best[k][j] = min(best[k][j], _mean_ns(fn, rounds) / size)
     finally:
         if enabled:
             gc.enable()
