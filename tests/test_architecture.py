@@ -25,7 +25,7 @@ FORBIDDEN_IMPORTS = {
     "cluster": {"collab", "observe", "legacy", "migrate", "server"},
 }
 # sans-I/O modules: standard library, mailslot.errors and their own package only
-PURE = {"collab/ot", "collab/protocol", "wire", "runtime/supervision.py"}
+PURE = {"collab/ot", "collab/protocol", "wire", "runtime/supervision.py", "cluster/routing.py"}
 PURE_ALLOWED_THIRD_PARTY = {"msgspec"}
 
 

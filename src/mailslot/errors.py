@@ -12,6 +12,7 @@
     ├── MutableMessageError (+TypeError)  debug mode: a message that is not immutable
     ├── SystemShutdown                  the actor system is stopping or stopped
     ├── CodecError (+ValueError)        bytes from outside that do not decode (wire, protocol)
+    ├── InvalidKey (+ValueError)        an entity key, entity id or node id that is malformed
     ├── OTError (+ValueError)           an operation that is malformed or does not fit a document
     ├── StoreError                      the op log or snapshot store failed
     │   └── DuplicateOp                 (document, src, seq) already committed
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigError",
     "DuplicateOp",
     "InvalidActorName",
+    "InvalidKey",
     "MailboxFull",
     "MailslotError",
     "MutableMessageError",
@@ -99,6 +101,17 @@ class SystemShutdown(MailslotError):
 
 class CodecError(MailslotError, ValueError):
     """Bytes from outside (an AMQP body, a client frame) that do not decode to a valid message."""
+
+
+class InvalidKey(MailslotError, ValueError):
+    """An entity key, entity id or node id that is empty, too long or has a forbidden character.
+
+    ``key`` is the offending value.
+    """
+
+    def __init__(self, message: str, *, key: object = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class OTError(MailslotError, ValueError):
