@@ -790,16 +790,18 @@ class _Cell:
         # turn: it is the bottleneck, and catching up ends the SlowDown for its senders sooner
         budget = system.throughput if n < self.high else max(system.throughput, n - self.low)
         recv = self.receive
+        pop = q.popleft
         done = 0
         message: Any = None
         try:
-            # control work (SlowDown, Terminated, results) posted meanwhile ends the turn early
-            while q and done < budget and not self.sysq:
-                message, self.meta = q.popleft()
-                done += 1
+            # the messages present now, up to the budget; self-tells wait for the next turn
+            for done in range(1, (n if n < budget else budget) + 1):  # noqa: B007
+                message, self.meta = pop()
                 r = recv(message)
                 if r is not None:
                     self.start_handler_task(r, message)
+                    break
+                if self.sysq:  # control work (SlowDown, Terminated, ...) ends the turn early
                     break
         except Exception as exc:
             self.processed += done
