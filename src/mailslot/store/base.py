@@ -291,7 +291,8 @@ class Store(AsyncResource):
         """The nearest stored snapshot and the ops that bring it to a version or a time.
 
         The store does not apply ops; the caller applies ``ops`` to ``snapshot``, and checks
-        ``parts.version`` when it needs an exact version (the log may end before it).
+        ``parts.version`` when it needs an exact version (the log may end before it). With
+        neither ``version`` nor ``timestamp``, the latest version (as :meth:`load`).
 
         Args:
             collection: ShareDB's ``c``.
@@ -301,8 +302,6 @@ class Store(AsyncResource):
                 it, and the ops after that snapshot up to (not including) the first one stamped
                 later than ``timestamp``, as ShareDB does. Assumes a document's op timestamps
                 do not go backwards.
-
-            With neither, the latest version (as :meth:`load`).
 
         Raises:
             StoreError: both ``version`` and ``timestamp`` given, or a negative one.
