@@ -15,7 +15,9 @@
     ├── InvalidKey (+ValueError)        an entity key, entity id or node id that is malformed
     ├── OTError (+ValueError)           an operation that is malformed or does not fit a document
     ├── StoreError                      the op log or snapshot store failed
-    │   └── DuplicateOp                 (document, src, seq) already committed
+    │   ├── DuplicateOp                 (document, src, seq) already committed
+    │   ├── VersionConflict             an op's version does not follow its document's stored log
+    │   └── StoreBusy                   the group committer's queue is full (``submit_nowait``)
     ├── ProtocolError                   a client broke the protocol (``code`` is ShareDB's ERR_…)
     ├── AccessDenied                    a user may not do this to a document
     ├── ConfigError (+ValueError)       a command-line option, URL or config value is wrong
@@ -43,9 +45,11 @@ __all__ = [
     "MutableMessageError",
     "OTError",
     "ProtocolError",
+    "StoreBusy",
     "StoreError",
     "SystemShutdown",
     "TransportError",
+    "VersionConflict",
 ]
 
 
@@ -128,6 +132,37 @@ class StoreError(MailslotError):
 
 class DuplicateOp(StoreError):
     """An op with this (document, src, seq) is already committed."""
+
+
+class VersionConflict(StoreError):
+    """An op's version does not follow the stored op log of its document.
+
+    Either another op is already stored at that version (two writers for one document), or the
+    version skips ahead of the log (an earlier op of the document was not stored). ``collection``,
+    ``doc_id`` and ``version`` name the op and ``expected`` is the version the log wanted next.
+    ``misfits`` lists ``(position, expected)`` for every op of the rejected batch that does not fit
+    (positions index the sequence given to ``commit``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        collection: str,
+        doc_id: str,
+        version: int,
+        expected: int,
+        misfits: tuple[tuple[int, int], ...] = (),
+    ) -> None:
+        super().__init__(message, doc_id=doc_id)
+        self.collection = collection
+        self.version = version
+        self.expected = expected
+        self.misfits = misfits
+
+
+class StoreBusy(StoreError):
+    """The group committer's queue is full; ``submit_nowait`` raises this, ``submit`` waits."""
 
 
 class ProtocolError(MailslotError):
