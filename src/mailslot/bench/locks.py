@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> Report:
     threads = args.threads
     iterations = args.iterations
     if iterations is None:
-        iterations = 4_000 if args.quick else 40_000
+        iterations = 10_000 if args.quick else 40_000
     rounds = args.rounds
     if rounds is None:
         rounds = 3 if args.quick else 5

@@ -55,7 +55,7 @@ import sys
 import threading
 from collections.abc import Callable
 from time import perf_counter_ns
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Any, TextIO, TypeVar
 
 from mailslot.errors import ConfigError
@@ -144,6 +144,12 @@ def _stack(f: FrameType | None) -> tuple[Frame, ...]:
     return tuple(_frame(f) for f in reversed(frames))
 
 
+def _site_name(code: CodeType | None, line: int) -> str:
+    if code is None:
+        return "(other sites)" if line < 0 else "?"
+    return f"{_short(code.co_filename)}:{line} in {code.co_qualname}"
+
+
 def _user_frame(f: FrameType | None) -> FrameType | None:
     while f is not None and f.f_code.co_filename in _TRANSPARENT:
         f = f.f_back
@@ -196,12 +202,13 @@ class _LockClass:
         self.hold_total = 0
         self.hold_samples = 0
         self.hold_max = 0
-        self.sites: dict[str, list[int]] = {}
+        self.sites: dict[tuple[CodeType | None, int], list[int]] = {}
         self.after: set[_LockClass] = set()
         self.instance_graph: OrderGraph[int] = OrderGraph(max_edges=_MAX_INSTANCE_EDGES)
 
     def snapshot(self) -> ClassStats:
         sites = sorted(self.sites.items(), key=lambda kv: kv[1][1], reverse=True)[:5]
+        top = tuple(SiteWait(_site_name(*site), n, ns) for site, (n, ns) in sites)
         return ClassStats(
             name=self.name,
             kind=self.kind,
@@ -215,7 +222,7 @@ class _LockClass:
             hold_total_ns=self.hold_total,
             hold_max_ns=self.hold_max,
             hold_samples=self.hold_samples,
-            top_wait_sites=tuple(SiteWait(site, n, ns) for site, (n, ns) in sites),
+            top_wait_sites=top,
         )
 
 
@@ -227,20 +234,19 @@ def _check_timeout(blocking: bool, timeout: float) -> None:
 
 
 class _Tracked:
-    """What a tracked ``Lock`` and ``RLock`` share: the hot path.
+    """A tracked ``threading.Lock``; the hot path that :class:`_TrackedRLock` builds on.
 
-    ``_holder`` is the held list of the owning thread (``None`` when free) and names the owner;
-    ``_count`` is the recursion level (always 1 for a plain Lock while held).
+    ``_holder`` is the held list of the owning thread (``None`` when free) and so names the owner.
+    ``_next`` holds the serials of locks of the same class taken while this one was held.
     """
 
-    __slots__ = ("__weakref__", "_cls", "_count", "_holder", "_inner", "_serial", "_t0")
-    _reentrant = False
+    __slots__ = ("__weakref__", "_cls", "_holder", "_inner", "_next", "_serial", "_t0")
 
     def __init__(self, cls: _LockClass, inner: Any) -> None:
         self._inner = inner
         self._cls = cls
         self._holder: _Held | None = None
-        self._count = 0
+        self._next: set[int] | None = None
         self._t0 = 0
         cls.instances += 1
         self._serial = cls.instances
@@ -249,15 +255,15 @@ class _Tracked:
         if timeout != -1:
             _check_timeout(blocking, timeout)
         held = _tls.held
-        if self._holder is held and self._reentrant:
-            self._inner.acquire()  # RLock re-entry: never blocks, checks no order
-            self._count += 1
-            return True
         cls = self._cls
         if held and blocking and cls.order:
             for h in held:
                 hc = h._cls
-                if hc is cls or cls not in hc.after:
+                if hc is cls:
+                    nxt = h._next
+                    if nxt is None or self._serial not in nxt:
+                        cls.profiler._order_instances(h, self)
+                elif cls not in hc.after:
                     cls.profiler._order(h, self)
         if not self._inner.acquire(False) and (
             not blocking or not cls.profiler._wait(self, held, timeout)
@@ -266,7 +272,6 @@ class _Tracked:
             return False
         held.append(self)
         self._holder = held
-        self._count = 1
         cls.acquisitions += 1
         self._t0 = 0 if cls.acquisitions & cls.hold_mask else perf_counter_ns()
         return True
@@ -278,22 +283,19 @@ class _Tracked:
         tb: TracebackType | None = None,
     ) -> None:
         held = self._holder
-        if held is None or (self._reentrant and held is not _tls.held):
+        if held is None:
             self._inner.release()  # raises the real "release unlocked lock" error
-            return
-        if self._count > 1:
-            self._count -= 1
-            self._inner.release()
             return
         t0 = self._t0
         dt = perf_counter_ns() - t0 if t0 else 0
         self._holder = None
-        self._count = 0
+        self._inner.release()
+        # The rest touches only this thread's list and the class counters: done after the
+        # release, so the instrumentation does not lengthen the critical section.
         if held and held[-1] is self:
             held.pop()
         else:
             _unlink(self, held)
-        self._inner.release()
         if t0:
             cls = self._cls
             cls.hold_total += dt
@@ -304,10 +306,16 @@ class _Tracked:
     __enter__ = acquire
     __exit__ = release
 
+    def locked(self) -> bool:
+        return bool(self._inner.locked())
+
+    def _is_owned(self) -> bool:
+        # What Condition's fallback computes for a plain Lock, without a try-acquire.
+        return bool(self._inner.locked())
+
     def _at_fork_reinit(self) -> None:
         self._inner._at_fork_reinit()
         self._holder = None
-        self._count = 0
 
     def __repr__(self) -> str:
         return f"<tracked {self._inner!r} #{self._serial} of {self._cls.name}>"
@@ -319,24 +327,46 @@ def _unlink(lock: _Tracked, held: _Held) -> None:
         held.remove(lock)
 
 
-class _TrackedLock(_Tracked):
-    """A ``threading.Lock`` that reports to its lock class."""
+class _TrackedRLock(_Tracked):
+    """A tracked ``threading.RLock``: re-entry by the owner is counted once and checks no order."""
 
-    __slots__ = ()
+    __slots__ = ("_count",)
+
+    def __init__(self, cls: _LockClass, inner: Any) -> None:
+        super().__init__(cls, inner)
+        self._count = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._holder is _tls.held:
+            self._inner.acquire(blocking, timeout)  # re-entry: never waits
+            self._count += 1
+            return True
+        if _Tracked.acquire(self, blocking, timeout):
+            self._count = 1
+            return True
+        return False
+
+    def release(
+        self,
+        t: type[BaseException] | None = None,
+        v: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        if self._holder is not _tls.held:
+            self._inner.release()  # raises the real "cannot release un-acquired lock" error
+            return
+        if self._count > 1:
+            self._count -= 1
+            self._inner.release()
+            return
+        self._count = 0
+        _Tracked.release(self)
+
+    __enter__ = acquire
+    __exit__ = release
 
     def locked(self) -> bool:
-        return bool(self._inner.locked())
-
-    def _is_owned(self) -> bool:
-        # What Condition's fallback computes for a plain Lock, without a try-acquire.
-        return bool(self._inner.locked())
-
-
-class _TrackedRLock(_Tracked):
-    """A ``threading.RLock``: re-entry by the owner is counted once and checks no order."""
-
-    __slots__ = ()
-    _reentrant = True
+        raise AttributeError("'_thread.RLock' object has no attribute 'locked'")
 
     def _is_owned(self) -> bool:
         return self._holder is _tls.held
@@ -351,16 +381,20 @@ class _TrackedRLock(_Tracked):
         count = self._count
         for _ in range(count - 1):
             self._inner.release()
-        self._count = 1
-        self.release()
+        self._count = 0
+        _Tracked.release(self)
         return count
 
     def _acquire_restore(self, count: int) -> None:
         """Condition.wait: take the lock again (a measured acquisition) at the saved level."""
-        self.acquire()
+        _Tracked.acquire(self)
         for _ in range(count - 1):
             self._inner.acquire()
         self._count = count
+
+    def _at_fork_reinit(self) -> None:
+        super()._at_fork_reinit()
+        self._count = 0
 
 
 def _make_lock() -> Any:
@@ -370,7 +404,7 @@ def _make_lock() -> Any:
     if prof is None:
         return inner
     cls = prof._class_for(sys._getframe(1), "Lock")
-    return inner if cls is None else _TrackedLock(cls, inner)
+    return inner if cls is None else _Tracked(cls, inner)
 
 
 def _make_rlock(*args: Any, **kwargs: Any) -> Any:
@@ -450,7 +484,9 @@ class LockProfiler:
         self._stall_stream = stall_stream
         self._on_inversion = on_inversion
         self._on_stall = on_stall
-        self._meta = _allocate_lock()  # guards the slow-path tables below; never held while waiting
+        # Guards the slow-path tables below; never held while waiting for a program's lock.
+        # Re-entrant: a __del__ run by the garbage collector inside a slow path may take a lock.
+        self._meta = _RawRLock()
         self._classes: dict[tuple[object, ...], _LockClass] = {}
         self._graph: OrderGraph[_LockClass] = OrderGraph()
         self._edges: dict[tuple[_LockClass, _LockClass], OrderEdge] = {}
@@ -656,16 +692,16 @@ class LockProfiler:
         if dt > cls.wait_max:
             cls.wait_max = dt
         cls.wait_hist[bucket_of(dt)] += 1
-        user = _user_frame(sys._getframe(1))
-        site = "?" if user is None else str(_frame(user))
-        with self._meta:
-            entry = cls.sites.get(site)
-            if entry is None:
-                if len(cls.sites) >= _MAX_WAIT_SITES:
-                    site = "(other sites)"
-                entry = cls.sites.setdefault(site, [0, 0])
-            entry[0] += 1
-            entry[1] += dt
+        # The site is keyed by code object and line, formatted only for the report. Updates are
+        # single GIL-atomic operations, so this path takes no lock of its own.
+        f = _user_frame(sys._getframe(1))
+        site = (None, 0) if f is None else (f.f_code, f.f_lineno)
+        sites = cls.sites
+        if site not in sites and len(sites) >= _MAX_WAIT_SITES:
+            site = (None, -1)
+        entry = sites.setdefault(site, [0, 0])
+        entry[0] += 1
+        entry[1] += dt
         return ok
 
     def _order(self, before: _Tracked, lock: _Tracked) -> None:
@@ -697,7 +733,12 @@ class LockProfiler:
         """Nesting within one class: check the order of instances (see the module docstring)."""
         cls = lock._cls
         graph = cls.instance_graph
-        if graph.has_edge(before._serial, lock._serial) or len(graph) >= graph.max_edges:
+        if len(graph) >= graph.max_edges:
+            return
+        if before._next is None:
+            before._next = set()
+        before._next.add(lock._serial)
+        if graph.has_edge(before._serial, lock._serial):
             return
         stack = _stack(sys._getframe(1))
         thread = _thread_name(_get_ident())
