@@ -10,7 +10,8 @@ gives the median and best time and their ratios to the uninstrumented run's medi
 
 Targets from the issue, with order checks on: at most 1.5x on ``io``, at most 2.5x on ``churn``.
 Contended churn under the GIL is bimodal (whether a lock convoy forms in a run changes the time
-several-fold, with or without the profiler), hence medians, several rounds, and long enough runs.
+several-fold, with or without the profiler), hence medians, several rounds, and long enough runs;
+the ``best ratio`` column compares the luckiest runs, and ``single`` shows the uncontended cost.
 """
 
 from __future__ import annotations
