@@ -474,3 +474,35 @@ def test_hold_sampling_times_one_acquisition_in_n() -> None:
     (stats,) = prof.report().classes
     assert stats.acquisitions == 40
     assert stats.hold_samples == 10
+
+
+def test_a_timed_out_wait_counts_as_failed_and_waited(prof: LockProfiler) -> None:
+    lock = threading.Lock()
+    results: list[bool] = []
+    with lock:
+        run_thread(lambda: results.append(lock.acquire(timeout=0.01)))
+    assert results == [False]
+    (stats,) = prof.report().classes
+    assert (stats.acquisitions, stats.contended, stats.failed) == (1, 0, 1)
+    assert stats.wait_total_ns >= 10_000_000
+
+
+def test_a_thread_pool_runs_under_the_profiler(prof: LockProfiler) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    guard = threading.Lock()
+    total: list[int] = []
+
+    def job(n: int) -> int:
+        with guard:
+            total.append(n)
+        return n * n
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert list(pool.map(job, range(10))) == [n * n for n in range(10)]
+    report = prof.report()
+    assert sorted(total) == list(range(10))
+    assert report.inversions == ()
+    # the futures map() makes are classed by the map() call: kind "Executor"
+    assert {"ThreadPoolExecutor", "Executor"} <= {c.kind for c in report.classes}
+    assert report.find(here("guard = threading.Lock()")).acquisitions == 10
