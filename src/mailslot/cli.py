@@ -24,6 +24,9 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="seed for the backoff jitter")
     bench = sub.add_parser("bench", help="run a benchmark suite (mailslot bench SUITE --help)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
+    from mailslot.migrate import lockprof
+
+    lockprof.add_cli(sub)
     return parser
 
 
@@ -45,6 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mailslot import demo
 
         return demo.main(seed=args.seed)
+    if args.command == "lockprof":
+        from mailslot.migrate import lockprof
+
+        try:
+            return lockprof.run_cli(args)
+        except ConfigError as exc:
+            print(f"mailslot lockprof: error: {exc}", file=sys.stderr)
+            return 2
     parser.error(f"unknown command {args.command!r}")
 
 

@@ -1,0 +1,25 @@
+"""Tools to move a lock-based service onto actors: lock profiling and the engine cutover.
+
+- :mod:`mailslot.migrate.locks`: the lock profiler and lock-order checker (``mailslot lockprof``).
+- :mod:`mailslot.migrate.lockstats`: its pure core (order graph, histograms, the report).
+- :mod:`mailslot.migrate.lockprof`: the ``mailslot lockprof`` command.
+- :mod:`mailslot.migrate.workloads`: threaded workloads behind ``mailslot bench locks``.
+- :mod:`mailslot.migrate.flags`: which engine serves a document (pure flag evaluation).
+"""
+
+from __future__ import annotations
+
+from mailslot.migrate.flags import Decision, Engine, FlagConfig, evaluate, parse_config
+from mailslot.migrate.locks import LockProfiler, profile_call
+from mailslot.migrate.lockstats import LockReport
+
+__all__ = [
+    "Decision",
+    "Engine",
+    "FlagConfig",
+    "LockProfiler",
+    "LockReport",
+    "evaluate",
+    "parse_config",
+    "profile_call",
+]
