@@ -25,6 +25,14 @@ def test_restart_with_exponential_backoff_then_escalate() -> None:
     assert "3 restarts within 10s" in decision.reason
 
 
+def test_exhausted_restarts_can_stop_instead_of_escalating() -> None:
+    strategy = SupervisorStrategy(max_restarts=0, exhausted=Directive.STOP)
+    decision, _ = decide(strategy, RestartHistory(), ValueError(), now=0, random=0)
+    assert decision.directive is Directive.STOP
+    with pytest.raises(ValueError, match="exhausted must be"):
+        SupervisorStrategy(exhausted=Directive.RESUME)
+
+
 def test_restarts_outside_the_window_are_forgotten() -> None:
     strategy = SupervisorStrategy(max_restarts=1, within=5, min_backoff=1, jitter=0)
     d1, h = decide(strategy, RestartHistory(), ValueError(), now=0.0, random=0.0)

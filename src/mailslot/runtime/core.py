@@ -413,8 +413,9 @@ class Context:
         return [c.ref for c in self._cell.children.values()]
 
     def child(self, name: str) -> ActorRef | None:
+        """The child called ``name`` if it is running (``None`` once it is stopping)."""
         c = self._cell.children.get(name)
-        return c.ref if c is not None and c.state is not _STOPPED else None
+        return c.ref if c is not None and c.state is _RUNNING else None
 
     def spawn(
         self,

@@ -56,6 +56,8 @@ class SupervisorStrategy:
         min_backoff: the delay before the first restart in a window.
         max_backoff: the cap on the delay.
         jitter: the delay is multiplied by ``1 + jitter * r`` for a random ``r`` in [0, 1).
+        exhausted: what to do once ``max_restarts`` is used up: escalate (the default) or stop
+            the child (for entities that can come back on their next message, like documents).
     """
 
     directive: Directive | Decider = Directive.RESTART
@@ -64,6 +66,7 @@ class SupervisorStrategy:
     min_backoff: float = 0.05
     max_backoff: float = 5.0
     jitter: float = 0.2
+    exhausted: Directive = Directive.ESCALATE
 
     def __post_init__(self) -> None:
         if self.max_restarts < 0:
@@ -76,6 +79,8 @@ class SupervisorStrategy:
             )
         if self.jitter < 0:
             raise ValueError(f"jitter must be >= 0, got {self.jitter}")
+        if self.exhausted not in (Directive.ESCALATE, Directive.STOP):
+            raise ValueError(f"exhausted must be ESCALATE or STOP, got {self.exhausted}")
 
     def directive_for(self, error: BaseException) -> Directive:
         d = self.directive
@@ -131,9 +136,9 @@ def decide(
     if count >= strategy.max_restarts:
         reason = (
             f"{count} restarts within {strategy.within:g}s "
-            f"(max {strategy.max_restarts}): escalating"
+            f"(max {strategy.max_restarts}): {strategy.exhausted.value}"
         )
-        return Decision(Directive.ESCALATE, reason=reason), recent
+        return Decision(strategy.exhausted, reason=reason), recent
     base = min(strategy.max_backoff, strategy.min_backoff * (2.0**count))
     delay = base * (1.0 + strategy.jitter * random)
     reason = f"restart {count + 1} of {strategy.max_restarts} within {strategy.within:g}s"

@@ -12,7 +12,7 @@ Pure: standard library, msgspec and :mod:`mailslot.errors` only.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias
 
 import msgspec
 
@@ -128,7 +128,13 @@ DocReply: TypeAlias = DocSnapshot | DocOps | OpAcked | DocError
 
 
 class OpBroadcast(_Msg, frozen=True):
-    """A committed op, pushed to every subscriber except its author."""
+    """A committed op, pushed to every subscriber except its author.
+
+    Droppable under overload: a client that misses one fetches when it sees the next op's
+    version jump, as ShareDB clients do.
+    """
+
+    __mailslot_droppable__: ClassVar[bool] = True
 
     c: str
     d: str

@@ -1,0 +1,390 @@
+"""The WebSocket gateway: one session actor per connection, speaking ShareDB's protocol.
+
+Theory of operation
+-------------------
+For each accepted WebSocket the gateway makes a :class:`Connection` (the socket side) and a
+:class:`SessionActor` (the protocol side, a child of the :class:`Gateway` actor) that owns the
+pure :class:`~mailslot.collab.protocol.Session` state machine.
+
+- *Reading.* One reader loop per connection takes frames off the socket and ``await send`` s them
+  to the session actor, so a session that is behind makes the reader wait and TCP pushes back on
+  the client. When a document (or the document manager) tells the session to slow down, the
+  session pauses the reader until it is told to resume: the socket is not read meanwhile.
+- *Writing.* Frames for the client go into a bounded outbound queue, drained by one writer loop
+  per connection; there is no task per message. A broadcast arrives as one already encoded
+  string, shared by every subscriber. A client that stops reading fills its queue and is closed
+  with code 4008 (``CLOSE_SLOW_CONSUMER``); its client resynchronises when it reconnects. Memory
+  per connection is therefore bounded by the queue size, whatever the client does.
+- *Bad input* becomes an error reply from the session state machine; a client that keeps sending
+  garbage is closed with 1008; a frame larger than the server's limit is closed with 1009 by the
+  WebSocket server. Nobody else's connection notices.
+
+The reader and writer loops run in the ASGI handler's own task (the writer as a child task of a
+task group), so every task has an owner: the connection's handler, which ends when the socket
+closes, and then stops the session actor, which unsubscribes its documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from mailslot.collab.hub import HubSubscribe, HubUnsubscribe
+from mailslot.collab.protocol.docs import (
+    DocError,
+    DocOps,
+    DocSnapshot,
+    OpAcked,
+    OpBroadcast,
+    SubscribeDoc,
+    UnsubscribeDoc,
+)
+from mailslot.collab.protocol.session import (
+    CLOSE_GOING_AWAY,
+    CLOSE_SLOW_CONSUMER,
+    Close,
+    Effect,
+    PresenceCommand,
+    Send,
+    Session,
+    ToDocument,
+)
+from mailslot.runtime import Actor, ActorRef, Directive, SupervisorStrategy, Terminated
+
+__all__ = [
+    "ClientFrame",
+    "Connection",
+    "Gateway",
+    "GatewayConfig",
+    "GatewayStatistics",
+    "OpenSession",
+    "SessionActor",
+    "SocketClosed",
+    "serve_websocket",
+]
+
+log = logging.getLogger("mailslot.collab.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Limits per connection.
+
+    Args:
+        max_outbound: frames queued for a client before it is closed as a slow consumer.
+        max_frame: the largest client frame accepted (characters); larger ones get an error.
+        session_mailbox: the session actor's mailbox capacity.
+    """
+
+    max_outbound: int = 2000
+    max_frame: int = 256 * 1024
+    session_mailbox: int = 4096
+
+
+class ClientFrame(msgspec.Struct, frozen=True):
+    """A text frame from the client."""
+
+    text: str
+
+
+class SocketClosed(msgspec.Struct, frozen=True):
+    """The socket is gone (the client left, or the server closed it)."""
+
+
+class OpenSession(msgspec.Struct, frozen=True):
+    """Ask the gateway for a session actor for a new connection (reply: its ref)."""
+
+    conn: Any
+    user: str | None = None
+    permission: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStatistics:
+    sessions: int
+    opened: int
+    closed_slow: int
+
+
+class Connection:
+    """The socket side of one session: bounded outbound queue, pausable reader.
+
+    Only the session actor calls :meth:`send`, :meth:`close`, :meth:`pause_reading` and
+    :meth:`resume_reading`; only the connection's own loops touch the socket.
+    """
+
+    def __init__(self, websocket: WebSocket, config: GatewayConfig) -> None:
+        self.websocket = websocket
+        self.config = config
+        self.outbound: deque[str] = deque()
+        self.closing: tuple[int, str] | None = None
+        self.frames_in = 0
+        self.frames_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._wake: asyncio.Future[None] | None = None
+        self._gate: asyncio.Future[None] | None = None
+        self._pauses = 0
+
+    # ---- called by the session actor -------------------------------------------------------
+
+    def send(self, frame: str) -> None:
+        if self.closing is not None:
+            return
+        if len(self.outbound) >= self.config.max_outbound:
+            self.close(
+                CLOSE_SLOW_CONSUMER,
+                f"outbound queue full ({self.config.max_outbound} messages): reconnect to resync",
+            )
+            return
+        self.outbound.append(frame)
+        self._wake_writer()
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing is None:
+            self.closing = (code, reason[:120])
+            if code == CLOSE_SLOW_CONSUMER:
+                self.outbound.clear()  # the client resyncs on reconnect; free the memory now
+            self._wake_writer()
+            self._open_gate()
+
+    def pause_reading(self) -> None:
+        self._pauses += 1
+        if self._gate is None:
+            self._gate = asyncio.get_running_loop().create_future()
+
+    def resume_reading(self) -> None:
+        self._pauses = max(0, self._pauses - 1)
+        if self._pauses == 0:
+            self._open_gate()
+
+    @property
+    def reading_paused(self) -> bool:
+        return self._gate is not None
+
+    def _open_gate(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None and not gate.done():
+            gate.set_result(None)
+
+    def _wake_writer(self) -> None:
+        wake, self._wake = self._wake, None
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    # ---- the connection's own loops ------------------------------------------------------------
+
+    async def run(self, session: ActorRef) -> None:
+        """Read and write until the socket closes; then tell the session."""
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                writer = tasks.create_task(self._writer())
+                await self._reader(session)
+                if self.closing is None:
+                    self.closing = (CLOSE_GOING_AWAY, "client left")
+                self._wake_writer()
+                await writer
+        except* (WebSocketDisconnect, ConnectionError, RuntimeError) as group:
+            log.debug("connection ended: %r", group.exceptions)
+        finally:
+            session.tell(SocketClosed())
+
+    async def _reader(self, session: ActorRef) -> None:
+        ws = self.websocket
+        while self.closing is None:
+            gate = self._gate
+            if gate is not None:
+                await gate
+                continue
+            message = await ws.receive()
+            kind = message["type"]
+            if kind == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                data = message.get("bytes") or b""
+                try:
+                    text = data.decode()
+                except UnicodeDecodeError:
+                    text = "\x00"  # not JSON: the session answers with an error reply
+            self.frames_in += 1
+            self.bytes_in += len(text)
+            await session.send(ClientFrame(text))
+
+    async def _writer(self) -> None:
+        ws = self.websocket
+        queue = self.outbound
+        loop = asyncio.get_running_loop()
+        while True:
+            while queue:
+                frame = queue.popleft()
+                await ws.send_text(frame)
+                self.frames_out += 1
+                self.bytes_out += len(frame)
+            if self.closing is not None:
+                code, reason = self.closing
+                if ws.application_state == WebSocketState.CONNECTED:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(ws.close(code, reason), 2.0)
+                return
+            self._wake = loop.create_future()
+            await self._wake
+
+
+class SessionActor(Actor):
+    """The protocol side of one connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        session: Session,
+        *,
+        manager: ActorRef,
+        hub: ActorRef,
+        presence: ActorRef | None = None,
+        user: str | None = None,
+    ) -> None:
+        self.conn = conn
+        self.session = session
+        self.manager = manager
+        self.hub = hub
+        self.presence = presence
+        self.user = user
+
+    def receive(self, message: Any) -> None:
+        if isinstance(message, OpBroadcast):
+            self.conn.send(message.frame)
+        elif isinstance(message, ClientFrame):
+            self.run(self.session.receive(message.text))
+        elif isinstance(message, DocSnapshot | DocOps | OpAcked | DocError):
+            self.run(self.session.doc_reply(message))
+        elif isinstance(message, SocketClosed):
+            self.context.stop()
+        else:
+            self.on_other(message)
+
+    def on_other(self, message: Any) -> None:
+        """Messages of later layers (presence, notifications) arrive here."""
+        self.context.unhandled(message)
+
+    def run(self, effects: list[Effect]) -> None:
+        me = self.context.self
+        for effect in effects:
+            if isinstance(effect, Send):
+                self.conn.send(effect.frame)
+            elif isinstance(effect, ToDocument):
+                request = effect.request
+                if isinstance(request, UnsubscribeDoc):
+                    self.hub.tell(HubUnsubscribe(request.c, request.d), me)
+                    continue
+                if isinstance(request, SubscribeDoc) and request.subscribe:
+                    self.hub.tell(HubSubscribe(request.c, request.d), me)
+                if self.user is not None and hasattr(request, "user"):
+                    request = msgspec.structs.replace(request, user=self.user)
+                self.manager.tell(request, me)
+            elif isinstance(effect, Close):
+                self.conn.close(effect.code, effect.reason)
+            elif isinstance(effect, PresenceCommand):
+                self.on_presence(effect)
+
+    def on_presence(self, command: PresenceCommand) -> None:
+        """Presence lands with the presence issue; until then presence is not supported."""
+        if self.presence is not None:
+            self.presence.tell(command, self.context.self)
+
+    def slowed_down(self, target: ActorRef) -> None:
+        self.conn.pause_reading()
+
+    def resumed(self, target: ActorRef) -> None:
+        self.conn.resume_reading()
+
+    def stopping(self) -> None:
+        me = self.context.self
+        for effect in self.session.close():
+            request = effect.request
+            self.hub.tell(HubUnsubscribe(request.c, request.d), me)
+        self.conn.close(CLOSE_GOING_AWAY, "session ended")
+
+
+class Gateway(Actor):
+    """The parent of every session actor of this node."""
+
+    supervisor_strategy = SupervisorStrategy(directive=Directive.STOP)
+
+    def __init__(
+        self,
+        *,
+        manager: ActorRef,
+        hub: ActorRef,
+        presence: ActorRef | None = None,
+        config: GatewayConfig | None = None,
+        session_factory: Callable[..., SessionActor] | None = None,
+    ) -> None:
+        self.manager = manager
+        self.hub = hub
+        self.presence = presence
+        self.config = config or GatewayConfig()
+        self.session_factory = session_factory or SessionActor
+        self.opened = 0
+        self.closed_slow = 0
+
+    def receive(self, message: Any) -> None:
+        if isinstance(message, OpenSession):
+            self.context.reply(self.open(message))
+        elif isinstance(message, Terminated):
+            pass
+        else:
+            self.context.unhandled(message)
+
+    def open(self, request: OpenSession) -> ActorRef:
+        src = secrets.token_hex(8)
+        kwargs: dict[str, Any] = {"src": src, "max_frame": self.config.max_frame}
+        if request.permission is not None:
+            kwargs["permission"] = request.permission
+        session = Session(**kwargs)
+        conn: Connection = request.conn
+        self.opened += 1
+        ref = self.context.spawn(
+            lambda: self.session_factory(
+                conn,
+                session,
+                manager=self.manager,
+                hub=self.hub,
+                presence=self.presence,
+                user=request.user,
+            ),
+            name=f"s-{src}",
+            mailbox_capacity=self.config.session_mailbox,
+        )
+        return ref
+
+    def statistics(self) -> GatewayStatistics:
+        return GatewayStatistics(
+            sessions=len(self.context.children), opened=self.opened, closed_slow=self.closed_slow
+        )
+
+
+async def serve_websocket(
+    websocket: WebSocket,
+    gateway: ActorRef,
+    config: GatewayConfig,
+    *,
+    user: str | None = None,
+    permission: Any = None,
+) -> None:
+    """Run one WebSocket connection until it closes (the ASGI endpoint's body)."""
+    await websocket.accept()
+    conn = Connection(websocket, config)
+    session: ActorRef = await gateway.ask(
+        OpenSession(conn, user=user, permission=permission), timeout=10.0
+    )
+    await conn.run(session)

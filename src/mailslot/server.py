@@ -1,0 +1,339 @@
+"""``mailslot serve``: one node of the collaboration service.
+
+A :class:`Node` wires the layers together: the actor system, the store and its group committer,
+the hub, the document manager, and the gateway. :func:`build_app` puts a Starlette application in
+front of it (the WebSocket endpoint at ``/ws`` and the REST API under ``/api``), and :func:`serve`
+runs it under uvicorn until SIGINT/SIGTERM, then shuts down in order: stop accepting, close the
+sessions, let every document drain and commit, close the committer and the store.
+
+REST (JSON):
+
+- ``GET /healthz``: liveness and a few counts;
+- ``GET /api/docs``: the documents, with their versions;
+- ``POST /api/docs`` ``{"id": "...", "text": "..."}``: create a text document (id optional);
+- ``GET /api/docs/{id}``: its latest snapshot, or ``?v=N`` for the snapshot at version N;
+- ``GET /api/docs/{id}/history?limit=50&offset=0``: its ops, newest first, with versions and
+  timestamps.
+
+Every bad request gets a 4xx answer naming what was wrong; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from mailslot.collab.document import DocumentConfig, DocumentManager
+from mailslot.collab.gateway import Gateway, GatewayConfig, serve_websocket
+from mailslot.collab.hub import Hub
+from mailslot.collab.protocol.docs import DocError, DocSnapshot, OpAcked, SnapshotAt, SubmitOp
+from mailslot.errors import AskTimeout, ConfigError, MailslotError
+from mailslot.runtime import ActorRef, ActorSystem
+from mailslot.store import GroupCommitter, Store, open_store
+
+__all__ = ["Node", "NodeConfig", "build_app", "serve"]
+
+log = logging.getLogger("mailslot.server")
+
+DEFAULT_COLLECTION = "docs"
+_ID = re.compile(r"^[A-Za-z0-9._~:@+=-]{1,200}$")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """What ``mailslot serve`` is told."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db: str = "sqlite:///./data/mailslot.db"
+    documents: DocumentConfig = field(default_factory=DocumentConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    ws_max_size: int = 1024 * 1024
+    ask_timeout: float = 10.0
+
+
+class Node:
+    """The layers of one node, started and stopped in order."""
+
+    def __init__(self, config: NodeConfig, *, store: Store | None = None) -> None:
+        self.config = config
+        self.system = ActorSystem("mailslot")
+        self.store = store or open_store(config.db)
+        self.committer = GroupCommitter(self.store)
+        self.hub: ActorRef | None = None
+        self.manager: ActorRef | None = None
+        self.gateway: ActorRef | None = None
+        self._started = False
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.committer.open()
+        self.system.start()
+        self.hub = self.system.spawn(Hub, name="hub")
+        hub = self.hub
+        self.manager = self.system.spawn(
+            lambda: DocumentManager(
+                store=self.store, committer=self.committer, hub=hub, config=self.config.documents
+            ),
+            name="docs",
+            mailbox_capacity=100_000,
+        )
+        manager = self.manager
+        self.gateway = self.system.spawn(
+            lambda: Gateway(manager=manager, hub=hub, config=self.config.gateway),
+            name="gateway",
+        )
+        self._started = True
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        if self.gateway is not None:
+            await self.system.stop(self.gateway)
+        await self.system.shutdown(drain=True)
+        await self.committer.close()
+        await self.store.close()
+
+    async def ask_document(self, request: Any) -> Any:
+        assert self.manager is not None
+        return await self.manager.ask(request, timeout=self.config.ask_timeout)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _doc_id(request: Request) -> str:
+    doc = request.path_params["doc"]
+    if not _ID.match(doc):
+        raise _BadRequest(
+            f"invalid document id {doc[:40]!r}: use 1-200 of A-Z a-z 0-9 . _ ~ : @ + = -"
+        )
+    return str(doc)
+
+
+def _collection(request: Request) -> str:
+    c = request.query_params.get("c", DEFAULT_COLLECTION)
+    if not _ID.match(c):
+        raise _BadRequest(f"invalid collection {c[:40]!r}")
+    return c
+
+
+def _int_param(request: Request, name: str, default: int | None, *, lo: int, hi: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _BadRequest(
+            f"query parameter {name!r} must be an integer, got {raw[:20]!r}"
+        ) from None
+    if not lo <= value <= hi:
+        raise _BadRequest(f"query parameter {name!r} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class _CreateBody(msgspec.Struct, forbid_unknown_fields=True):
+    id: str | None = None
+    text: str = ""
+
+
+def build_app(node: Node) -> Starlette:
+    """The HTTP and WebSocket application of ``node``."""
+
+    async def healthz(request: Request) -> Response:
+        stats = node.system.statistics()
+
+        def count(actor_type: str) -> int:
+            t = stats.by_type.get(actor_type)
+            return t.actors if t is not None else 0
+
+        return JSONResponse(
+            {
+                "status": "ok" if node.system.running else "stopping",
+                "actors": stats.actors,
+                "documents_open": count("DocumentActor"),
+                "sessions": count("SessionActor"),
+            }
+        )
+
+    async def list_docs(request: Request) -> Response:
+        c = _collection(request)
+        limit = _int_param(request, "limit", 1000, lo=1, hi=10_000)
+        after = request.query_params.get("after")
+        docs = await node.store.list_documents(c, after=after, limit=limit or 1000)
+        return JSONResponse(
+            {
+                "documents": [
+                    {"id": d.doc, "version": d.version, "created": d.created, "updated": d.updated}
+                    for d in docs
+                ]
+            }
+        )
+
+    async def create_doc(request: Request) -> Response:
+        c = _collection(request)
+        try:
+            body = msgspec.json.decode(await request.body(), type=_CreateBody)
+        except msgspec.ValidationError as exc:
+            raise _BadRequest(f"invalid body: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise _BadRequest(f"body is not JSON: {exc}") from None
+        doc = body.id or secrets.token_urlsafe(9)
+        if not _ID.match(doc):
+            raise _BadRequest(f"invalid document id {doc[:40]!r}")
+        reply = await node.ask_document(
+            SubmitOp(
+                tag=1,
+                c=c,
+                d=doc,
+                v=None,
+                src=f"rest-{secrets.token_hex(6)}",
+                seq=1,
+                kind="create",
+                op={"type": "http://sharejs.org/types/text-unicode", "data": body.text},
+            )
+        )
+        if isinstance(reply, DocError):
+            status = 409 if reply.code == "ERR_DOC_ALREADY_CREATED" else 400
+            return JSONResponse({"error": reply.message, "code": reply.code}, status_code=status)
+        assert isinstance(reply, OpAcked)
+        return JSONResponse({"id": doc, "version": reply.v + 1}, status_code=201)
+
+    async def get_doc(request: Request) -> Response:
+        c, doc = _collection(request), _doc_id(request)
+        v = _int_param(request, "v", None, lo=0, hi=2**53)
+        reply = await node.ask_document(SnapshotAt(tag=1, c=c, d=doc, version=v))
+        if isinstance(reply, DocError):
+            return JSONResponse({"error": reply.message, "code": reply.code}, status_code=400)
+        assert isinstance(reply, DocSnapshot)
+        if reply.type is None and reply.v == 0:
+            return _error(404, f"no document {c}/{doc}")
+        return JSONResponse({"id": doc, "v": reply.v, "type": reply.type, "data": reply.data})
+
+    async def history(request: Request) -> Response:
+        c, doc = _collection(request), _doc_id(request)
+        limit = _int_param(request, "limit", 50, lo=1, hi=1000) or 50
+        offset = _int_param(request, "offset", 0, lo=0, hi=2**31) or 0
+        ops = await node.store.history(c, doc, limit=limit, offset=offset)
+        return JSONResponse(
+            {
+                "id": doc,
+                "ops": [
+                    {
+                        "v": o.version,
+                        "ts": o.timestamp,
+                        "src": o.src,
+                        "seq": o.seq,
+                        "kind": o.kind,
+                        "op": o.op,
+                        "user": o.user,
+                    }
+                    for o in ops
+                ],
+            }
+        )
+
+    async def websocket(ws: WebSocket) -> None:
+        assert node.gateway is not None
+        await serve_websocket(ws, node.gateway, node.config.gateway)
+
+    def guarded(
+        handler: Callable[[Request], Awaitable[Response]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except _BadRequest as exc:
+                return _error(400, str(exc))
+            except AskTimeout as exc:
+                return _error(503, f"the document did not answer in time: {exc}")
+            except MailslotError as exc:
+                log.warning("%s %s failed: %r", request.method, request.url.path, exc)
+                return _error(500, f"{type(exc).__name__}: {exc}")
+
+        return run
+
+    routes = [
+        Route("/healthz", guarded(healthz)),
+        Route("/api/docs", guarded(list_docs), methods=["GET"]),
+        Route("/api/docs", guarded(create_doc), methods=["POST"]),
+        Route("/api/docs/{doc}", guarded(get_doc), methods=["GET"]),
+        Route("/api/docs/{doc}/history", guarded(history), methods=["GET"]),
+        WebSocketRoute("/ws", websocket),
+    ]
+    return Starlette(routes=routes)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal handling: the node shuts down in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = None) -> None:
+    """Run a node until SIGINT or SIGTERM; ``ready`` gets the URL once it listens."""
+    node = Node(config)
+    await node.start()
+    app = build_app(node)
+    uv_config = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        ws_max_size=config.ws_max_size,
+        ws="websockets-sansio",
+        http="httptools",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+    )
+    server = _Server(uv_config)
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[None] = loop.create_future()
+
+    def on_signal() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if serving.done():
+                await serving
+                raise ConfigError(f"cannot listen on {config.host}:{config.port}")
+            await asyncio.sleep(0.02)
+        port = config.port
+        if port == 0 and server.servers and server.servers[0].sockets:
+            port = server.servers[0].sockets[0].getsockname()[1]
+        if ready is not None:
+            ready(f"http://{config.host}:{port}")
+        await asyncio.wait([serving, stop], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        await asyncio.gather(serving, return_exceptions=True)
+        await node.stop()
