@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import secrets
@@ -39,14 +40,20 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from mailslot.collab.document import DocumentConfig, DocumentManager
-from mailslot.collab.gateway import Gateway, GatewayConfig, serve_websocket
+from mailslot.collab.gateway import (
+    Gateway,
+    GatewayConfig,
+    GatewayStatistics,
+    GatewayStats,
+    serve_websocket,
+)
 from mailslot.collab.hub import Hub
 from mailslot.collab.protocol.docs import DocError, DocSnapshot, OpAcked, SnapshotAt, SubmitOp
 from mailslot.errors import AskTimeout, ConfigError, MailslotError
 from mailslot.runtime import ActorRef, ActorSystem
 from mailslot.store import GroupCommitter, Store, open_store
 
-__all__ = ["Node", "NodeConfig", "build_app", "serve"]
+__all__ = ["Node", "NodeConfig", "RunningServer", "build_app", "serve", "start_server"]
 
 log = logging.getLogger("mailslot.server")
 
@@ -164,17 +171,16 @@ def build_app(node: Node) -> Starlette:
 
     async def healthz(request: Request) -> Response:
         stats = node.system.statistics()
-
-        def count(actor_type: str) -> int:
-            t = stats.by_type.get(actor_type)
-            return t.actors if t is not None else 0
-
+        docs = stats.by_type.get("DocumentActor")
+        assert node.gateway is not None
+        gateway: GatewayStatistics = await node.gateway.ask(GatewayStats(), timeout=5.0)
         return JSONResponse(
             {
                 "status": "ok" if node.system.running else "stopping",
                 "actors": stats.actors,
-                "documents_open": count("DocumentActor"),
-                "sessions": count("SessionActor"),
+                "documents_open": docs.actors if docs is not None else 0,
+                "gateway": dataclasses.asdict(gateway),
+                "dead_letters": dict(stats.dead_letters),
             }
         )
 
@@ -294,23 +300,70 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = None) -> None:
-    """Run a node until SIGINT or SIGTERM; ``ready`` gets the URL once it listens."""
-    node = Node(config)
+class RunningServer:
+    """A node listening on a port (see :func:`start_server`)."""
+
+    def __init__(self, node: Node, server: _Server, task: asyncio.Task[None], url: str) -> None:
+        self.node = node
+        self.url = url
+        self._server = server
+        self._task = task
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http", "ws", 1) + "/ws"
+
+    @property
+    def done(self) -> asyncio.Task[None]:
+        """Completes if the HTTP server stops by itself."""
+        return self._task
+
+    async def stop(self) -> None:
+        """Stop accepting, close connections, then stop the node (documents drain, commit)."""
+        self._server.should_exit = True
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self.node.stop()
+
+
+async def start_server(config: NodeConfig, *, node: Node | None = None) -> RunningServer:
+    """Start a node and its HTTP server on the running loop; returns once it listens."""
+    node = node or Node(config)
     await node.start()
-    app = build_app(node)
     uv_config = uvicorn.Config(
-        app,
+        build_app(node),
         host=config.host,
         port=config.port,
         ws_max_size=config.ws_max_size,
         ws="websockets-sansio",
+        # compression would deflate every broadcast once per subscriber: no "encode once"
+        ws_per_message_deflate=False,
         http="httptools",
         lifespan="off",
         log_level="warning",
         access_log=False,
     )
     server = _Server(uv_config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                await task
+                raise ConfigError(f"cannot listen on {config.host}:{config.port}")
+            await asyncio.sleep(0.01)
+    except BaseException:
+        server.should_exit = True
+        await asyncio.gather(task, return_exceptions=True)
+        await node.stop()
+        raise
+    port = config.port
+    if server.servers and server.servers[0].sockets:
+        port = server.servers[0].sockets[0].getsockname()[1]
+    return RunningServer(node, server, task, f"http://{config.host}:{port}")
+
+
+async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = None) -> None:
+    """Run a node until SIGINT or SIGTERM; ``ready`` gets the URL once it listens."""
+    running = await start_server(config)
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
 
@@ -320,20 +373,9 @@ async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = Non
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
-    serving = asyncio.create_task(server.serve())
     try:
-        while not server.started:
-            if serving.done():
-                await serving
-                raise ConfigError(f"cannot listen on {config.host}:{config.port}")
-            await asyncio.sleep(0.02)
-        port = config.port
-        if port == 0 and server.servers and server.servers[0].sockets:
-            port = server.servers[0].sockets[0].getsockname()[1]
         if ready is not None:
-            ready(f"http://{config.host}:{port}")
-        await asyncio.wait([serving, stop], return_when=asyncio.FIRST_COMPLETED)
+            ready(running.url)
+        await asyncio.wait([running.done, stop], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        server.should_exit = True
-        await asyncio.gather(serving, return_exceptions=True)
-        await node.stop()
+        await running.stop()

@@ -26,6 +26,7 @@ advances virtual time up to the bound and fails with a clear message if nothing 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import os
@@ -33,7 +34,7 @@ import random
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from mailslot.runtime import Actor, ActorRef, ActorSystem, Scheduler
@@ -223,6 +224,7 @@ class TestKit:
         )
         self.system._parked = self.clock.parked
         self._probes = itertools.count(1)
+        self._holding = False
 
     async def __aenter__(self) -> TestKit:
         await self.system.__aenter__()
@@ -247,10 +249,23 @@ class TestKit:
             if t.done():
                 continue
             waiter = getattr(t, "_fut_waiter", None)
-            if waiter is not None and waiter in parked:
+            if waiter is not None and (waiter in parked or self._holding):
                 continue
             active.append(t)
         return active
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """While inside, tasks waiting on I/O count as parked.
+
+        For tests that hold something back on purpose (a store whose commits wait for the test):
+        :meth:`settle` would otherwise wait for that I/O until its real-time limit.
+        """
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
 
     async def settle(self, *, real_timeout: float = 10.0) -> None:
         """Run until nothing can progress without virtual time moving."""

@@ -33,6 +33,7 @@ than one actor per document.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -76,7 +77,7 @@ from mailslot.runtime import (
     SupervisorStrategy,
     Terminated,
 )
-from mailslot.store import GroupCommitter, OpRecord, Snapshot, Store
+from mailslot.store import CommitResult, GroupCommitter, OpRecord, Snapshot, Store
 
 __all__ = [
     "DocumentActor",
@@ -161,6 +162,7 @@ class _Pending:
     tag: int | None
     missed: tuple[str, ...]
     undo: tuple[Any, ...]
+    future: asyncio.Future[CommitResult]
     done: bool = False
     again: list[tuple[ActorRef, int]] = field(default_factory=list)
 
@@ -255,6 +257,7 @@ class DocumentActor(Actor):
         self.pending: deque[_Pending] = deque()
         self.snapshot_version = 0
         self.snapshot_in_flight = False
+        self.passivate_after_snapshot = False
         self.ops_applied = 0
         self.transforms = 0
 
@@ -272,6 +275,19 @@ class DocumentActor(Actor):
         self._trim_log()
         self.committer.reset(self.c, self.d)
         self.context.set_receive_timeout(self.config.idle_timeout)
+
+    async def stopping(self) -> None:
+        """Stopping (passivation, shutdown): see the commits in flight through, ack, publish."""
+        while self.pending:
+            p = self.pending[0]
+            version = p.logged.record.version
+            try:
+                await p.future
+            except Exception as exc:  # the store refused it: tell the authors, stop anyway
+                log.warning("%s/%s: commit failed while stopping: %r", self.c, self.d, exc)
+                self.on_commit_failed(_CommitFailed(version, repr(exc)), reraise=False)
+                return
+            self.on_committed(version)
 
     # ---- dispatch ----------------------------------------------------------------------------
 
@@ -293,6 +309,9 @@ class DocumentActor(Actor):
         elif isinstance(message, _SnapshotSaved):
             self.snapshot_in_flight = False
             self.snapshot_version = max(self.snapshot_version, message.version)
+            if self.passivate_after_snapshot:
+                self.passivate_after_snapshot = False
+                self.on_idle()
         elif isinstance(message, ReceiveTimeout):
             self.on_idle()
         else:
@@ -514,7 +533,7 @@ class DocumentActor(Actor):
         logged = _Logged(record)
         self.log.append(logged)
         missed = tuple(self.frame_of(x) for x in since)
-        self.pending.append(_Pending(logged, sender, m.tag, missed, undo))
+        self.pending.append(_Pending(logged, sender, m.tag, missed, undo, future))
         version = record.version
         self.context.pipe_to_self(
             future,
@@ -577,7 +596,7 @@ class DocumentActor(Actor):
         if self.committed - self.snapshot_version >= self.config.snapshot_every:
             self.save_snapshot()
 
-    def on_commit_failed(self, failure: _CommitFailed) -> None:
+    def on_commit_failed(self, failure: _CommitFailed, *, reraise: bool = True) -> None:
         for p in self.pending:
             if p.author is not None and p.tag is not None:
                 self.reject(
@@ -587,6 +606,8 @@ class DocumentActor(Actor):
                     f"the op was not stored ({failure.error}); reload the document",
                 )
         self.pending.clear()
+        if not reraise:
+            return
         raise StoreError(
             f"commit of {self.c}/{self.d} at version {failure.version} failed: {failure.error}",
             doc_id=self.d,
@@ -622,10 +643,13 @@ class DocumentActor(Actor):
             log_.popleft()
 
     def on_idle(self) -> None:
+        """Idle: write a snapshot if the log has moved on, then ask the manager to stop us."""
         if self.pending or self.manager is None:
             return
         if self.committed > self.snapshot_version:
+            self.passivate_after_snapshot = True
             self.save_snapshot()
+            return
         self.manager.tell(_Passivate(self.context.self.name))
 
     def statistics(self) -> DocumentStatistics:

@@ -66,6 +66,7 @@ __all__ = [
     "Gateway",
     "GatewayConfig",
     "GatewayStatistics",
+    "GatewayStats",
     "OpenSession",
     "SessionActor",
     "SocketClosed",
@@ -108,11 +109,23 @@ class OpenSession(msgspec.Struct, frozen=True):
     permission: Any = None
 
 
+class GatewayStats(msgspec.Struct, frozen=True):
+    """Ask the gateway for its :class:`GatewayStatistics`."""
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayStatistics:
+    """Counters of one node's gateway (summed over the live connections where it says so)."""
+
     sessions: int
     opened: int
     closed_slow: int
+    reading_paused: int
+    outbound_queued: int
+    frames_in: int
+    frames_out: int
+    bytes_in: int
+    bytes_out: int
 
 
 class Connection:
@@ -134,6 +147,7 @@ class Connection:
         self._wake: asyncio.Future[None] | None = None
         self._gate: asyncio.Future[None] | None = None
         self._pauses = 0
+        self._loops: list[asyncio.Task[None]] = []
 
     # ---- called by the session actor -------------------------------------------------------
 
@@ -152,8 +166,15 @@ class Connection:
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
             self.closing = (code, reason[:120])
+            # stop reading now (the reader may be waiting for a frame that never comes)
+            loops = self._loops if code == CLOSE_SLOW_CONSUMER else self._loops[:1]
             if code == CLOSE_SLOW_CONSUMER:
-                self.outbound.clear()  # the client resyncs on reconnect; free the memory now
+                # the client resyncs on reconnect: free the memory now, and stop the writer too
+                # even if it is stuck on a socket the client does not read
+                self.outbound.clear()
+            for task in loops:
+                if task is not asyncio.current_task():
+                    task.cancel()
             self._wake_writer()
             self._open_gate()
 
@@ -184,19 +205,30 @@ class Connection:
     # ---- the connection's own loops ------------------------------------------------------------
 
     async def run(self, session: ActorRef) -> None:
-        """Read and write until the socket closes; then tell the session."""
+        """Read and write until the socket closes; then tell the session and say goodbye."""
         try:
             async with asyncio.TaskGroup() as tasks:
-                writer = tasks.create_task(self._writer())
-                await self._reader(session)
-                if self.closing is None:
-                    self.closing = (CLOSE_GOING_AWAY, "client left")
-                self._wake_writer()
-                await writer
+                self._loops = [
+                    tasks.create_task(self._reader(session)),
+                    tasks.create_task(self._writer()),
+                ]
         except* (WebSocketDisconnect, ConnectionError, RuntimeError) as group:
             log.debug("connection ended: %r", group.exceptions)
         finally:
+            self._loops = []
             session.tell(SocketClosed())
+        await self._goodbye()
+
+    async def _goodbye(self) -> None:
+        """Send the close frame, if the socket is still open (it waits for a client that does
+        not read until it reads again, or gives up)."""
+        ws = self.websocket
+        if self.closing is None or ws.application_state != WebSocketState.CONNECTED:
+            return
+        code, reason = self.closing
+        patience = 30.0 if code == CLOSE_SLOW_CONSUMER else 2.0
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(code, reason), patience)
 
     async def _reader(self, session: ActorRef) -> None:
         ws = self.websocket
@@ -208,6 +240,8 @@ class Connection:
             message = await ws.receive()
             kind = message["type"]
             if kind == "websocket.disconnect":
+                self.closing = (CLOSE_GOING_AWAY, "client left")
+                self._wake_writer()
                 return
             text = message.get("text")
             if text is None:
@@ -231,10 +265,6 @@ class Connection:
                 self.frames_out += 1
                 self.bytes_out += len(frame)
             if self.closing is not None:
-                code, reason = self.closing
-                if ws.application_state == WebSocketState.CONNECTED:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(ws.close(code, reason), 2.0)
                 return
             self._wake = loop.create_future()
             await self._wake
@@ -336,12 +366,23 @@ class Gateway(Actor):
         self.session_factory = session_factory or SessionActor
         self.opened = 0
         self.closed_slow = 0
+        self.conns: dict[ActorRef, Connection] = {}
+        self.gone = [0, 0, 0, 0]  # frames/bytes in/out of closed connections
 
     def receive(self, message: Any) -> None:
         if isinstance(message, OpenSession):
             self.context.reply(self.open(message))
+        elif isinstance(message, GatewayStats):
+            self.context.reply(self.statistics())
         elif isinstance(message, Terminated):
-            pass
+            conn = self.conns.pop(message.actor, None)
+            if conn is not None:
+                if conn.closing is not None and conn.closing[0] == CLOSE_SLOW_CONSUMER:
+                    self.closed_slow += 1
+                for i, n in enumerate(
+                    (conn.frames_in, conn.frames_out, conn.bytes_in, conn.bytes_out)
+                ):
+                    self.gone[i] += n
         else:
             self.context.unhandled(message)
 
@@ -365,11 +406,22 @@ class Gateway(Actor):
             name=f"s-{src}",
             mailbox_capacity=self.config.session_mailbox,
         )
+        self.conns[ref] = conn
+        self.context.watch(ref)
         return ref
 
     def statistics(self) -> GatewayStatistics:
+        conns = list(self.conns.values())
         return GatewayStatistics(
-            sessions=len(self.context.children), opened=self.opened, closed_slow=self.closed_slow
+            sessions=len(conns),
+            opened=self.opened,
+            closed_slow=self.closed_slow,
+            reading_paused=sum(1 for c in conns if c.reading_paused),
+            outbound_queued=sum(len(c.outbound) for c in conns),
+            frames_in=self.gone[0] + sum(c.frames_in for c in conns),
+            frames_out=self.gone[1] + sum(c.frames_out for c in conns),
+            bytes_in=self.gone[2] + sum(c.bytes_in for c in conns),
+            bytes_out=self.gone[3] + sum(c.bytes_out for c in conns),
         )
 
 

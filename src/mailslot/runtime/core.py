@@ -48,6 +48,7 @@ import asyncio
 import dataclasses
 import enum
 import functools
+import inspect
 import itertools
 import logging
 import random as _random
@@ -1291,6 +1292,8 @@ class _Cell:
         def done(t: asyncio.Task[T]) -> None:
             if self.owned is not None:
                 self.owned.discard(t)
+            if t.cancelled() and inspect.iscoroutine(awaitable):
+                awaitable.close()  # cancelled before it started: no "never awaited" warning
             if t.cancelled() or self.state is _STOPPED:
                 return
             exc = t.exception()

@@ -1,0 +1,177 @@
+"""The gateway over real sockets: an in-process server (uvicorn) and websockets clients.
+
+These wait on events with timeouts (a frame arriving, a socket closing), never on sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from mailslot.collab.gateway import GatewayConfig
+from mailslot.server import NodeConfig, RunningServer, start_server
+
+TEXT = "http://sharejs.org/types/text-unicode"
+WAIT = 10.0
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    config = NodeConfig(
+        port=0,
+        db=f"sqlite:///{tmp_path}/gw.db",
+        gateway=GatewayConfig(max_outbound=200, max_frame=4096),
+        ws_max_size=64 * 1024,
+    )
+    running = await start_server(config)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+class Client:
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.seq = 0
+
+    async def send(self, message: dict[str, Any] | str) -> None:
+        await self.ws.send(message if isinstance(message, str) else json.dumps(message))
+
+    async def recv(self) -> dict[str, Any]:
+        return json.loads(await asyncio.wait_for(self.ws.recv(), WAIT))
+
+    async def until(self, **fields: Any) -> dict[str, Any]:
+        """The next frame whose fields match (earlier frames are skipped)."""
+        while True:
+            frame = await self.recv()
+            if all(frame.get(k) == v for k, v in fields.items()):
+                return frame
+
+    async def handshake(self) -> str:
+        await self.send({"a": "hs", "id": None, "protocol": 1, "protocolMinor": 2})
+        reply = await self.until(a="hs")
+        return str(reply["id"])
+
+    async def op(self, d: str, v: int | None, **body: Any) -> None:
+        self.seq += 1
+        await self.send({"a": "op", "c": "docs", "d": d, "v": v, "seq": self.seq, **body})
+
+
+async def close_code(client: Client, *frames: str) -> int:
+    """Send ``frames``, then read until the server closes the socket; its close code."""
+    try:
+        for frame in frames:
+            await client.send(frame)
+        while True:
+            await client.recv()
+    except websockets.ConnectionClosed as exc:
+        closed = exc
+    if closed.rcvd is None:
+        raise AssertionError("the socket closed without a close frame from the server")
+    return closed.rcvd.code
+
+
+async def connect(server: RunningServer, *, rcvbuf: int | None = None) -> Client:
+    sock = None
+    if rcvbuf is not None:
+        # a small, fixed receive buffer (no autotuning up to tens of MB): a client that stops
+        # reading fills it quickly
+        host, port = server.url.removeprefix("http://").split(":")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    ws = await websockets.connect(server.ws_url, max_size=None, sock=sock)
+    client = Client(ws)
+    await client.handshake()
+    return client
+
+
+async def test_two_clients_edit_and_see_each_other(server: RunningServer) -> None:
+    ann, bob = await connect(server), await connect(server)
+    await ann.op("d1", None, create={"type": "text-unicode", "data": "hello"})
+    assert (await ann.until(a="op"))["v"] == 0
+    await bob.send({"a": "s", "c": "docs", "d": "d1"})
+    sub = await bob.until(a="s")
+    assert sub["data"] == {"v": 1, "type": TEXT, "data": "hello"}
+    await ann.op("d1", 1, op=[5, " world 🌍"])
+    ack = await ann.until(a="op")
+    assert (ack["v"], ack["seq"]) == (1, 2)
+    assert "op" not in ack
+    broadcast = await bob.until(a="op")
+    assert (broadcast["v"], broadcast["op"]) == (1, [5, " world 🌍"])
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        doc = (await http.get("/api/docs/d1")).json()
+        assert (doc["v"], doc["data"]) == (2, "hello world 🌍")
+        history = (await http.get("/api/docs/d1/history")).json()
+        assert [o["v"] for o in history["ops"]] == [1, 0]
+
+
+async def test_bad_frames_get_error_replies_and_the_socket_stays_open(
+    server: RunningServer,
+) -> None:
+    c = await connect(server)
+    await c.send("{not json")
+    assert (await c.recv())["error"]["code"] == "ERR_MESSAGE_BADLY_FORMED"
+    await c.send({"a": "what", "x": 1})
+    reply = await c.recv()
+    assert reply["a"] == "what"
+    assert "unknown action" in reply["error"]["message"]
+    await c.op("nope", 0, op=["x"])
+    assert (await c.recv())["error"]["code"] == "ERR_DOC_DOES_NOT_EXIST"
+    await c.send({"a": "pp"})
+    assert await c.recv() == {"a": "pp"}
+
+
+async def test_a_client_sending_only_garbage_is_closed_with_1008(server: RunningServer) -> None:
+    c = await connect(server)
+    assert await close_code(c, *["garbage"] * 50) == 1008
+
+
+async def test_frames_over_the_limits(server: RunningServer) -> None:
+    c = await connect(server)
+    await c.send({"a": "pp", "pad": "x" * 5000})  # over the session's 4096 limit: error reply
+    assert "exceeds the limit" in (await c.recv())["error"]["message"]
+    assert await close_code(c, "x" * 100_000) == 1009  # over the server's 64 KiB: closed
+
+
+async def test_a_client_that_stops_reading_is_closed_and_memory_stays_bounded(
+    server: RunningServer,
+) -> None:
+    writer, reader = await connect(server), await connect(server, rcvbuf=8192)
+    await writer.op("d1", None, create={"type": "text-unicode", "data": ""})
+    await writer.until(a="op")
+    await reader.send({"a": "s", "c": "docs", "d": "d1"})
+    await reader.until(a="s")
+    # the client stops reading its socket (and its library may not resume behind our back)
+    transport = reader.ws.transport
+    transport.pause_reading()
+    resume = transport.resume_reading
+    transport.resume_reading = lambda: None  # type: ignore[method-assign]
+    version = 1
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for _ in range(400):
+            for _ in range(20):  # big ops fill the TCP buffers, then the outbound queue
+                await writer.op("d1", version, op=[secrets.token_hex(1000)])
+                version += 1
+            for _ in range(20):
+                await writer.until(a="op")
+            health = (await http.get("/healthz")).json()["gateway"]
+            assert health["outbound_queued"] <= 2 * 200  # bounded: two sessions, 200 each
+            if health["closed_slow"]:
+                break
+        assert health["closed_slow"] == 1
+    transport.resume_reading = resume  # type: ignore[method-assign]
+    transport.resume_reading()
+    assert await close_code(reader) == 4008
