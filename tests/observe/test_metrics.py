@@ -206,8 +206,11 @@ async def test_slow_down_and_resume_signals() -> None:
         assert value(registry, "mailslot_actor_throttled_senders", actor_type="Sleeper") == 0
 
 
+NO_TIME_FLOOR = {"sample_interval": float("inf")}
+
+
 async def test_sampling_times_some_turns_and_counts_all_messages() -> None:
-    metrics = MetricsInstrumentation(sample_every=4, seed=3)
+    metrics = MetricsInstrumentation(sample_every=4, seed=3, **NO_TIME_FLOOR)
     async with TestKit(instrumentation=metrics) as kit:
         registry = make_registry(kit.system, metrics)
         w = kit.system.spawn(Worker)
@@ -223,7 +226,7 @@ async def test_sampling_times_some_turns_and_counts_all_messages() -> None:
 
 
 async def test_sampling_does_not_alias_onto_one_of_two_alternating_actors() -> None:
-    metrics = MetricsInstrumentation(sample_every=2, seed=1)
+    metrics = MetricsInstrumentation(sample_every=2, seed=1, **NO_TIME_FLOOR)
 
     class Ping(Actor):
         def __init__(self) -> None:
@@ -250,6 +253,22 @@ async def test_sampling_does_not_alias_onto_one_of_two_alternating_actors() -> N
         pong = value(registry, "mailslot_actor_processing_seconds_count", actor_type="Pong")
         assert ping > 20
         assert pong > 20
+
+
+async def test_quiet_systems_get_a_sample_per_interval() -> None:
+    now = [0.0]
+    metrics = MetricsInstrumentation(sample_every=10_000, sample_interval=1.0, clock=lambda: now[0])
+    async with TestKit(instrumentation=metrics) as kit:
+        registry = make_registry(kit.system, metrics)
+        w = kit.system.spawn(Worker)
+        for second in range(50):
+            now[0] = float(second)
+            for i in range(20):  # twenty one-message turns a second
+                w.tell(i)
+                await kit.settle()
+        sampled = value(registry, "mailslot_actor_processing_seconds_count", actor_type="Worker")
+        # about one sampled turn per interval (the checks come every few turns)
+        assert 40 <= sampled <= 60
 
 
 async def test_actor_types_past_the_limit_are_folded_into_other() -> None:

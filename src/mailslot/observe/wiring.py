@@ -71,7 +71,7 @@ class Observability:
 
 
 def observability_from_env(
-    *, log_messages: bool = False, bind_log_context: bool = False, sample_every: int = 16
+    *, log_messages: bool = False, bind_log_context: bool = False, sample_every: int = 64
 ) -> Observability:
     """Metrics always; tracing if ``OTEL_TRACES_EXPORTER`` asks; the message log if asked.
 
