@@ -3,6 +3,9 @@
 - No locks in the message-passing code: actors own state. Only ``legacy/`` and ``migrate/`` may use
   ``threading``/``asyncio`` locks, semaphores, conditions and events.
 - Layers import downward only (DESIGN.md section 1).
+- Observability is an adapter: only the server, the CLI and the benchmarks import
+  ``mailslot.observe``; the layers below report through the plain-Python ``mailslot.meters``, and
+  never import Prometheus or OpenTelemetry themselves.
 """
 
 from __future__ import annotations
@@ -23,9 +26,22 @@ FORBIDDEN_IMPORTS = {
     "wire": {"cluster", "store", "collab", "observe", "legacy", "migrate", "server"},
     "store": {"cluster", "collab", "observe", "legacy", "migrate", "server"},
     "cluster": {"collab", "observe", "legacy", "migrate", "server"},
+    "observe": {"wire", "cluster", "store", "collab", "legacy", "migrate", "server"},
 }
+# only these may import mailslot.observe (the layers below report through mailslot.meters)
+OBSERVE_IMPORTERS = {"observe", "server", "cli.py", "bench"}
+# the metrics and tracing libraries live in observe (and the server that wires it) only
+OBSERVE_LIBRARIES = {"prometheus_client", "opentelemetry"}
+OBSERVE_LIBRARY_IMPORTERS = {"observe", "server"}
 # sans-I/O modules: standard library, mailslot.errors and their own package only
-PURE = {"collab/ot", "collab/protocol", "wire", "runtime/supervision.py", "cluster/routing.py"}
+PURE = {
+    "collab/ot",
+    "collab/protocol",
+    "wire",
+    "runtime/supervision.py",
+    "cluster/routing.py",
+    "meters.py",
+}
 PURE_ALLOWED_THIRD_PARTY = {"msgspec"}
 
 
@@ -104,6 +120,32 @@ def test_layers_import_downward_only(package: str) -> None:
             parts = name.split(".")
             if parts[0] == "mailslot" and len(parts) > 1 and parts[1] in FORBIDDEN_IMPORTS[package]:
                 bad.append(f"{path.relative_to(SRC)} imports {name}")
+    assert bad == []
+
+
+def test_only_the_server_cli_and_bench_import_observe() -> None:
+    bad = []
+    for path in _python_files(SRC):
+        rel = path.relative_to(SRC)
+        if rel.parts[0] in OBSERVE_IMPORTERS:
+            continue
+        for name in _imports(path):
+            if name == "mailslot.observe" or name.startswith("mailslot.observe."):
+                bad.append(f"{rel} imports {name}")
+    assert bad == []
+
+
+def test_only_observe_imports_the_metrics_and_tracing_libraries() -> None:
+    bad = []
+    for path in _python_files(SRC):
+        rel = path.relative_to(SRC)
+        if rel.parts[0] in OBSERVE_LIBRARY_IMPORTERS:
+            continue
+        for name in _imports(path):
+            top = name.split(".")[0]
+            # structlog is fine for logging in the upper layers, but not in the runtime
+            if top in OBSERVE_LIBRARIES or (top == "structlog" and rel.parts[0] == "runtime"):
+                bad.append(f"{rel} imports {name}")
     assert bad == []
 
 
