@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/mailslot demo
+	$(BIN)/mailslot serve
 
 test: $(STAMP) lint typecheck pytest
 

@@ -37,6 +37,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="sqlite:///path/file.db (default sqlite:///./data/mailslot.db) or "
         "postgresql://user@host:port/db",
     )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="the lowest level logged (debug also logs every actor message)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default="auto",
+        help="JSON lines, or a console format (auto: console in a terminal)",
+    )
     bench = sub.add_parser("bench", help="run a benchmark suite (mailslot bench SUITE --help)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     from mailslot.migrate import lockprof
@@ -56,8 +68,12 @@ def _port(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from mailslot.observe import configure_logging
     from mailslot.server import NodeConfig, serve
     from mailslot.store import parse_url
+
+    json = {"auto": None, "json": True, "console": False}[args.log_format]
+    configure_logging(args.log_level, json=json)
 
     try:
         parse_url(args.db)

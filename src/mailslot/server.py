@@ -13,7 +13,8 @@ REST (JSON):
 - ``POST /api/docs`` ``{"id": "...", "text": "..."}``: create a text document (id optional);
 - ``GET /api/docs/{id}``: its latest snapshot, or ``?v=N`` for the snapshot at version N;
 - ``GET /api/docs/{id}/history?limit=50&offset=0``: its ops, newest first, with versions and
-  timestamps.
+  timestamps;
+- ``GET /metrics`` (Prometheus), ``GET /dashboard`` (a live page) and ``/dashboard/data``.
 
 Every bad request gets a 4xx answer naming what was wrong; the server keeps serving.
 """
@@ -50,6 +51,7 @@ from mailslot.collab.gateway import (
 from mailslot.collab.hub import Hub
 from mailslot.collab.protocol.docs import DocError, DocSnapshot, OpAcked, SnapshotAt, SubmitOp
 from mailslot.errors import AskTimeout, ConfigError, MailslotError
+from mailslot.observe import Observability, observability_from_env
 from mailslot.runtime import ActorRef, ActorSystem
 from mailslot.store import GroupCommitter, Store, open_store
 
@@ -75,13 +77,29 @@ class NodeConfig:
 
 
 class Node:
-    """The layers of one node, started and stopped in order."""
+    """The layers of one node, started and stopped in order.
 
-    def __init__(self, config: NodeConfig, *, store: Store | None = None) -> None:
-        self.config = config
-        self.system = ActorSystem("mailslot")
+    Observability is always on: metrics (cheap, sampled timing) for ``/metrics`` and
+    ``/dashboard``; tracing when the ``OTEL_*`` environment variables ask for it.
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        store: Store | None = None,
+        observability: Observability | None = None,
+    ) -> None:
+        self.obs = observability or observability_from_env()
+        meters = self.obs.meters
+        self.config = dataclasses.replace(
+            config,
+            documents=dataclasses.replace(config.documents, meters=meters),
+            gateway=dataclasses.replace(config.gateway, meters=meters),
+        )
+        self.system = ActorSystem("mailslot", instrumentation=self.obs.instrumentation)
         self.store = store or open_store(config.db)
-        self.committer = GroupCommitter(self.store)
+        self.committer = GroupCommitter(self.store, meters=meters)
         self.hub: ActorRef | None = None
         self.manager: ActorRef | None = None
         self.gateway: ActorRef | None = None
@@ -116,6 +134,12 @@ class Node:
         await self.system.shutdown(drain=True)
         await self.committer.close()
         await self.store.close()
+        self.obs.shutdown()
+
+    def count(self, actor_type: str) -> int:
+        """Live actors of one type (documents open, sessions)."""
+        t = self.system.statistics().by_type.get(actor_type)
+        return t.actors if t is not None else 0
 
     async def ask_document(self, request: Any) -> Any:
         assert self.manager is not None
@@ -281,6 +305,16 @@ def build_app(node: Node) -> Starlette:
 
         return run
 
+    meters = node.obs.meters
+    meters.docs_open.set_function(lambda: node.count("DocumentActor"))
+    meters.sessions.set_function(lambda: node.count("SessionActor"))
+    observe = node.obs.app(
+        node.system,
+        extra_gauges={
+            "documents open": lambda: node.count("DocumentActor"),
+            "sessions": lambda: node.count("SessionActor"),
+        },
+    )
     routes = [
         Route("/healthz", guarded(healthz)),
         Route("/api/docs", guarded(list_docs), methods=["GET"]),
@@ -288,6 +322,7 @@ def build_app(node: Node) -> Starlette:
         Route("/api/docs/{doc}", guarded(get_doc), methods=["GET"]),
         Route("/api/docs/{doc}/history", guarded(history), methods=["GET"]),
         WebSocketRoute("/ws", websocket),
+        *observe.routes,  # /metrics, /dashboard, /dashboard/data
     ]
     return Starlette(routes=routes)
 

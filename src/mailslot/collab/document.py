@@ -69,6 +69,7 @@ from mailslot.collab.protocol.messages import (
     encode,
 )
 from mailslot.errors import InvalidActorName, MailboxFull, OTError, StoreBusy, StoreError
+from mailslot.meters import Meters
 from mailslot.runtime import (
     Actor,
     ActorRef,
@@ -106,6 +107,7 @@ class DocumentConfig:
             from the store).
         max_pending: ops applied but not yet committed before new ones are refused as overload.
         now_ms: the wall clock for op timestamps, in ms since the epoch (a parameter for tests).
+        meters: where ops applied, rejected, transforms and commit latency are reported.
     """
 
     snapshot_every: int = 200
@@ -113,6 +115,7 @@ class DocumentConfig:
     log_tail: int = 1000
     max_pending: int = 5000
     now_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
+    meters: Meters | None = None
 
 
 class Publish(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -163,6 +166,7 @@ class _Pending:
     missed: tuple[str, ...]
     undo: tuple[Any, ...]
     future: asyncio.Future[CommitResult]
+    arrived: float = 0.0
     done: bool = False
     again: list[tuple[ActorRef, int]] = field(default_factory=list)
 
@@ -260,6 +264,7 @@ class DocumentActor(Actor):
         self.passivate_after_snapshot = False
         self.ops_applied = 0
         self.transforms = 0
+        self.meters = self.config.meters
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -474,6 +479,8 @@ class DocumentActor(Actor):
             if kind == "op" and applied.kind == "op":
                 op = ot.transform(op, applied.op, "left")
                 self.transforms += 1
+                if self.meters is not None:
+                    self.meters.doc_transforms.inc()
         self.apply_and_commit(m, sender, kind, op, since)
 
     def apply_and_commit(
@@ -533,7 +540,9 @@ class DocumentActor(Actor):
         logged = _Logged(record)
         self.log.append(logged)
         missed = tuple(self.frame_of(x) for x in since)
-        self.pending.append(_Pending(logged, sender, m.tag, missed, undo, future))
+        self.pending.append(
+            _Pending(logged, sender, m.tag, missed, undo, future, time.perf_counter())
+        )
         version = record.version
         self.context.pipe_to_self(
             future,
@@ -564,6 +573,8 @@ class DocumentActor(Actor):
                 return
 
     def reject(self, sender: ActorRef | None, tag: int, code: str, message: str) -> None:
+        if self.meters is not None:
+            self.meters.doc_ops_rejected.labels(code).inc()
         _tell(sender, DocError(tag=tag, code=code, message=message))
 
     def on_committed(self, version: int) -> None:
@@ -575,6 +586,9 @@ class DocumentActor(Actor):
             p = self.pending.popleft()
             record = p.logged.record
             self.committed = record.version + 1
+            if self.meters is not None:
+                self.meters.doc_ops_applied.inc()
+                self.meters.doc_commit_seconds.observe(time.perf_counter() - p.arrived)
             ack = OpAcked(
                 tag=p.tag or 0, v=record.version, src=record.src, seq=record.seq, frames=p.missed
             )

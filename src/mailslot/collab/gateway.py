@@ -58,6 +58,7 @@ from mailslot.collab.protocol.session import (
     Session,
     ToDocument,
 )
+from mailslot.meters import Meters
 from mailslot.runtime import Actor, ActorRef, Directive, SupervisorStrategy, Terminated
 
 __all__ = [
@@ -84,11 +85,13 @@ class GatewayConfig:
         max_outbound: frames queued for a client before it is closed as a slow consumer.
         max_frame: the largest client frame accepted (characters); larger ones get an error.
         session_mailbox: the session actor's mailbox capacity.
+        meters: where connections, frames, bytes and closes are reported.
     """
 
     max_outbound: int = 2000
     max_frame: int = 256 * 1024
     session_mailbox: int = 4096
+    meters: Meters | None = None
 
 
 class ClientFrame(msgspec.Struct, frozen=True):
@@ -217,6 +220,11 @@ class Connection:
         finally:
             self._loops = []
             session.tell(SocketClosed())
+            meters = self.config.meters
+            if meters is not None:
+                meters.gateway_connections.dec()
+                code = self.closing[0] if self.closing is not None else 1006
+                meters.gateway_closes.labels(str(code)).inc()
         await self._goodbye()
 
     async def _goodbye(self) -> None:
@@ -232,6 +240,7 @@ class Connection:
 
     async def _reader(self, session: ActorRef) -> None:
         ws = self.websocket
+        meters = self.config.meters
         while self.closing is None:
             gate = self._gate
             if gate is not None:
@@ -252,10 +261,14 @@ class Connection:
                     text = "\x00"  # not JSON: the session answers with an error reply
             self.frames_in += 1
             self.bytes_in += len(text)
+            if meters is not None:
+                meters.gateway_frames.labels("in").inc()
+                meters.gateway_bytes.labels("in").inc(len(text))
             await session.send(ClientFrame(text))
 
     async def _writer(self) -> None:
         ws = self.websocket
+        meters = self.config.meters
         queue = self.outbound
         loop = asyncio.get_running_loop()
         while True:
@@ -264,6 +277,9 @@ class Connection:
                 await ws.send_text(frame)
                 self.frames_out += 1
                 self.bytes_out += len(frame)
+                if meters is not None:
+                    meters.gateway_frames.labels("out").inc()
+                    meters.gateway_bytes.labels("out").inc(len(frame))
             if self.closing is not None:
                 return
             self._wake = loop.create_future()
@@ -436,6 +452,9 @@ async def serve_websocket(
     """Run one WebSocket connection until it closes (the ASGI endpoint's body)."""
     await websocket.accept()
     conn = Connection(websocket, config)
+    if config.meters is not None:
+        config.meters.gateway_connections_accepted.inc()
+        config.meters.gateway_connections.inc()
     session: ActorRef = await gateway.ask(
         OpenSession(conn, user=user, permission=permission), timeout=10.0
     )

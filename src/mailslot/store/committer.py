@@ -38,6 +38,7 @@ from typing import Protocol
 import msgspec
 
 from mailslot.errors import ConfigError, StoreBusy, StoreError, VersionConflict
+from mailslot.meters import Meters
 from mailslot.store.base import AsyncResource
 from mailslot.store.records import CommitResult, DocKey, OpRecord
 
@@ -96,6 +97,7 @@ class GroupCommitter(AsyncResource):
         capacity: the most ops that may wait for a transaction.
         batch_limit: the most ops in one transaction.
         clock: seconds, for the latency statistic only.
+        meters: where batch sizes, latencies and failures are reported (optional).
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class GroupCommitter(AsyncResource):
         capacity: int = 10_000,
         batch_limit: int = 1_000,
         clock: Callable[[], float] = time.perf_counter,
+        meters: Meters | None = None,
     ) -> None:
         if capacity < 1 or batch_limit < 1:
             raise ConfigError(
@@ -114,6 +117,7 @@ class GroupCommitter(AsyncResource):
         self._capacity = capacity
         self._batch_limit = batch_limit
         self._clock = clock
+        self._meters = meters
         self._queue: deque[_Pending] = deque()
         self._room: deque[asyncio.Future[None]] = deque()  # callers of submit() waiting for room
         self._wakeup: asyncio.Future[None] | None = None  # the idle writer waits on this
@@ -264,6 +268,9 @@ class GroupCommitter(AsyncResource):
                 self._fail(batch, exc)
                 return
             self._last_latency = self._clock() - start
+            if self._meters is not None:
+                self._meters.store_commit_seconds.observe(self._last_latency)
+                self._meters.store_commit_batch_size.observe(len(batch))
             self._commits += 1
             self._ops += len(batch)
             self._max_batch = max(self._max_batch, len(batch))
@@ -273,6 +280,8 @@ class GroupCommitter(AsyncResource):
 
     def _fail(self, batch: list[_Pending], exc: Exception) -> None:
         self._failed += len(batch)
+        if self._meters is not None:
+            self._meters.store_errors.inc()
         for _, future in batch:
             _answer(future, exc)
 
