@@ -242,9 +242,9 @@ class TestKit:
 
     # ---- driving --------------------------------------------------------------------------
 
-    def _active_tasks(self) -> list[asyncio.Task[Any]]:
+    def _active_tasks(self) -> list[asyncio.Future[Any]]:
         parked = self.clock.parked
-        active = []
+        active: list[asyncio.Future[Any]] = []
         for t in self.system._tasks:
             if t.done():
                 continue
@@ -252,6 +252,9 @@ class TestKit:
             if waiter is not None and (waiter in parked or self._holding):
                 continue
             active.append(t)
+        if not self._holding:
+            # results piped to actors from outside (commits): wait for those too
+            active.extend(f for f in self.system._external if not f.done())
         return active
 
     @contextlib.contextmanager

@@ -109,6 +109,7 @@ def test_run_replays_through_every_python_engine(tmp_path: Path) -> None:
     report = bench_ot.run(options(tmp_path, batch=2))
     assert [r["engine"] for r in report.rows] == [
         "mailslot TextBuffer",
+        "mailslot DocumentActor + SQLite",
         "mailslot apply(str)",
         "mailslot compose x2 + apply",
     ]

@@ -494,9 +494,9 @@ class DocumentActor(Actor):
             if self.type is None or self.text is None:
                 self.reject(sender, m.tag, ERR_DOC_DOES_NOT_EXIST, "Document does not exist")
                 return
-            try:
-                inverse = ot.invert(ot.make_invertible(op, self.text))
-                self.text.apply(op)
+            try:  # op was checked and normalized on arrival (or made by transform)
+                inverse = ot.invert(ot.make_invertible(op, self.text, checked=True), checked=True)
+                self.text.apply(op, checked=True)
             except OTError as exc:
                 self.reject(sender, m.tag, ERR_OT_OP_NOT_APPLIED, str(exc))
                 return

@@ -1291,6 +1291,32 @@ class _Cell:
         on_success: Callable[[T], Any],
         on_failure: Callable[[BaseException], Any],
     ) -> None:
+        incarnation = self.restarts
+
+        def done(f: asyncio.Future[T]) -> None:
+            if isinstance(f, asyncio.Task) and self.owned is not None:
+                self.owned.discard(f)
+            else:
+                self.system._external.discard(f)
+            if f.cancelled() and inspect.iscoroutine(awaitable):
+                awaitable.close()  # cancelled before it started: no "never awaited" warning
+            if f.cancelled() or self.state is _STOPPED or self.restarts != incarnation:
+                return  # nobody to tell (a restarted actor does not get its past's results)
+            exc = f.exception()
+            try:
+                message = on_failure(exc) if exc is not None else on_success(f.result())
+            except Exception as map_exc:
+                self.post(functools.partial(self.handler_failed, map_exc, None))
+                return
+            # through the control queue: a result is never dropped for a full mailbox
+            self.post(lambda: self.deliver_system_message(message))
+
+        if isinstance(awaitable, asyncio.Future):
+            # someone else's future (a commit, a reply): watch it, no task; never cancel it
+            self.system._external.add(awaitable)
+            awaitable.add_done_callback(done)
+            return
+
         async def run() -> T:
             return await awaitable
 
@@ -1298,23 +1324,6 @@ class _Cell:
         if self.owned is None:
             self.owned = set()
         self.owned.add(task)
-
-        def done(t: asyncio.Task[T]) -> None:
-            if self.owned is not None:
-                self.owned.discard(t)
-            if t.cancelled() and inspect.iscoroutine(awaitable):
-                awaitable.close()  # cancelled before it started: no "never awaited" warning
-            if t.cancelled() or self.state is _STOPPED:
-                return
-            exc = t.exception()
-            try:
-                message = on_failure(exc) if exc is not None else on_success(t.result())
-            except Exception as map_exc:
-                self.post(functools.partial(self.handler_failed, map_exc, None))
-                return
-            # through the control queue: a result is never dropped for a full mailbox
-            self.post(lambda: self.deliver_system_message(message))
-
         task.add_done_callback(done)
 
     def cancel_owned(self) -> None:
@@ -1565,6 +1574,8 @@ class ActorSystem:
         self._user: _Cell | None = None
         self._system_guardian: _Cell | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # futures piped to actors that something outside the system completes (commits)
+        self._external: set[asyncio.Future[Any]] = set()
         self._failure: BaseException | None = None
         self._failure_raised = False
         self._terminated: asyncio.Future[None] | None = None

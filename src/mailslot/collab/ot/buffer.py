@@ -142,14 +142,15 @@ class TextBuffer:
 
     # -- editing ----------------------------------------------------------------------------------
 
-    def apply(self, op: Sequence[Component]) -> None:
-        """Apply ``op`` in place.
+    def apply(self, op: Sequence[Component], *, checked: bool = False) -> None:
+        """Apply ``op`` in place (``checked=True``: the caller already ran :func:`check` on it).
 
         Raises:
             OTError: if ``op`` is malformed, skips or deletes past the end, or deletes a text
                 that is not the one in the document; the buffer is then unchanged.
         """
-        check(op)
+        if not checked:
+            check(op)
         n = self._length
         pos = 0
         done: list[tuple[int, int, str]] = []  # finished runs of inserts/deletes, as splices

@@ -528,14 +528,17 @@ def is_invertible(op: Sequence[Component]) -> bool:
     return all(not isinstance(c, dict) or isinstance(c["d"], str) for c in op)
 
 
-def invert(op: Sequence[Component]) -> Op:
+def invert(op: Sequence[Component], *, checked: bool = False) -> Op:
     """The op that undoes ``op`` (to apply to the document ``op`` produced).
+
+    ``checked=True`` skips the well-formedness check the caller has already made.
 
     Raises:
         OTError: if ``op`` is malformed or a delete does not carry its text; call
             :func:`make_invertible` with the document first.
     """
-    _check(op, "op")
+    if not checked:
+        _check(op, "op")
     out: Op = []
     for index, c in enumerate(op):
         if isinstance(c, str):
@@ -552,18 +555,22 @@ def invert(op: Sequence[Component]) -> Op:
     return _trim(out)
 
 
-def make_invertible(op: Sequence[Component], text: str | SupportsSlice) -> Op:
+def make_invertible(
+    op: Sequence[Component], text: str | SupportsSlice, *, checked: bool = False
+) -> Op:
     """``op`` with the deleted text written into each counted delete, read from ``text``.
 
     Args:
         op: an op made against ``text``.
         text: the document before ``op``: a ``str`` or anything with ``slice(start, end)``
             (a :class:`~mailslot.collab.ot.buffer.TextBuffer`).
+        checked: the caller has already checked ``op`` (skip the check).
 
     Raises:
         OTError: if ``op`` is malformed or deletes past the end of ``text``.
     """
-    _check(op, "op")
+    if not checked:
+        _check(op, "op")
     size = len(text)
     out: Op = []
     pos = 0
