@@ -18,8 +18,11 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from mailslot.collab.document import DocumentConfig
 from mailslot.collab.gateway import GatewayConfig
-from mailslot.server import NodeConfig, RunningServer, start_server
+from mailslot.server import Node, NodeConfig, RunningServer, start_server
+from mailslot.store import SnapshotParts
+from mailslot.store.sqlite import SqliteStore
 
 TEXT = "http://sharejs.org/types/text-unicode"
 WAIT = 10.0
@@ -175,3 +178,42 @@ async def test_a_client_that_stops_reading_is_closed_and_memory_stays_bounded(
     transport.resume_reading = resume  # type: ignore[method-assign]
     transport.resume_reading()
     assert await close_code(reader) == 4008
+
+
+class SlowLoadStore(SqliteStore):
+    """The real SQLite store whose document loads wait for the test (a slow disk)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.gate: asyncio.Future[None] | None = None
+
+    async def load(self, collection: str, doc: str) -> SnapshotParts:
+        if self.gate is not None:
+            await self.gate
+        return await super().load(collection, doc)
+
+
+async def test_a_congested_document_stops_the_sessions_feeding_it_from_reading(
+    tmp_path: Path,
+) -> None:
+    store = SlowLoadStore(str(tmp_path / "slow.db"))
+    config = NodeConfig(port=0, documents=DocumentConfig(mailbox_capacity=20))
+    running = await start_server(config, node=Node(config, store=store))
+    try:
+        c = await connect(running)
+        store.gate = asyncio.get_running_loop().create_future()
+        await c.op("d2", None, create={"type": "text-unicode", "data": ""})
+        for v in range(1, 51):  # the document is still loading: these wait in its mailbox
+            await c.op("d2", v, op=[f"<{v}>"])
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            for _ in range(500):  # until the session has read past the document's watermark
+                health = (await http.get("/healthz")).json()["gateway"]
+                if health["reading_paused"]:
+                    break
+            assert health["reading_paused"] == 1
+            store.gate.set_result(None)
+            acks = [await c.until(a="op") for _ in range(51)]
+            assert [a["v"] for a in acks] == list(range(51))
+            assert (await http.get("/healthz")).json()["gateway"]["reading_paused"] == 0
+    finally:
+        await running.stop()

@@ -108,6 +108,7 @@ class DocumentConfig:
         max_pending: ops applied but not yet committed before new ones are refused as overload.
         now_ms: the wall clock for op timestamps, in ms since the epoch (a parameter for tests).
         meters: where ops applied, rejected, transforms and commit latency are reported.
+        mailbox_capacity: each document actor's mailbox; past 80% its senders are slowed down.
     """
 
     snapshot_every: int = 200
@@ -116,6 +117,7 @@ class DocumentConfig:
     max_pending: int = 5000
     now_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     meters: Meters | None = None
+    mailbox_capacity: int = 10_000
 
 
 class Publish(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -736,13 +738,12 @@ class DocumentManager(Actor):
         committer: GroupCommitter,
         hub: ActorRef | None,
         config: DocumentConfig | None = None,
-        mailbox_capacity: int = 10_000,
     ) -> None:
         self.store = store
         self.committer = committer
         self.hub = hub
         self.config = config or DocumentConfig()
-        self.capacity = mailbox_capacity
+        self.capacity = self.config.mailbox_capacity
         self.held: dict[str, list[tuple[Any, ActorRef | None]]] = {}
         self.docs_started = 0
 
