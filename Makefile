@@ -24,8 +24,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
-pytest: $(STAMP)
+pytest: $(STAMP) js/node_modules
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The npm packages the tests and benchmarks run against (reference implementations, peers).
+js/node_modules: js/package.json js/package-lock.json
+	npm ci --prefix js --no-audit --no-fund
+	touch js/node_modules
 
 bench: $(STAMP)
 	$(BIN)/mailslot bench runtime
