@@ -5,7 +5,7 @@
 //
 //   node bench/collab_load.js --url ws://127.0.0.1:PORT/ws --clients 64 --docs 1
 //        --mode typing|closed [--rate 5] [--duration 10] [--warmup 2] [--drain 5]
-//        [--stop-reading N] [--client raw|sharedb] [--events]
+//        [--watchers N] [--stop-reading N] [--client raw|sharedb] [--events]
 //
 // Prints one JSON object (the result) on stdout; with --events, also one line per phase first
 // ({"event":"ready"|"measure_start"|"measure_end"}) so a harness can sample the server at the
@@ -23,15 +23,23 @@
 //
 // Measurement. Edits made during the window [warmup, warmup + duration) are measured. An edit is
 // committed when acked; "edit-to-remote-visibility" is the time from making it to each other
-// subscriber receiving an op containing its marker (one process, one monotonic clock). After the
-// window no new edits are made, and the generator waits up to --drain seconds for outstanding
-// acks and deliveries before counting what is missing. `frames_in` counts every frame the server
-// sent to the generator during the window (acks, ops, anything): the harness divides the server's
-// CPU time over the same window by it.
+// subscriber receiving an op containing its marker (one process, one monotonic clock); `ack_ms`
+// is from making it to its author receiving the ack (queueing behind an op in flight included).
+// After the window no new edits are made, and the generator waits up to --drain seconds for
+// outstanding acks and deliveries before counting what is missing. `messages_in` counts the
+// useful frames the server sent during the window: acks, ops the client had not seen yet, error
+// replies; `frames_in` counts every frame, including duplicate ops (ShareDB sends an author the
+// ops it missed before its ack, and then again through the subscription). The harness divides the
+// server's CPU time over the same window by `messages_in`.
 //
-// --stop-reading N: at the window's start the last N clients stop editing and stop reading their
-// sockets (the TCP socket is paused), as a stalled browser tab does; the server keeps sending to
-// them. They are left out of the expected deliveries. The harness watches the server's RSS.
+// --watchers N: N more clients, subscribed to every document, that never edit (they receive
+// every op: the most traffic per socket the workload can make).
+//
+// --stop-reading N: N more watchers that, at the window's start, stop reading their sockets (the
+// TCP socket is paused), as a stalled browser tab does; the server keeps sending to them. They are
+// left out of the expected deliveries. The harness compares the server's RSS growth with a run
+// where as many watchers keep reading (--watchers N). The kernel holds a few MB per stalled
+// socket before the server has to, so the run needs enough ops per second and seconds for that.
 //
 // --client raw (default) speaks the protocol with a bare `ws` socket per client; --client sharedb
 // drives the real sharedb client (a Connection + Doc per client and document) instead. The raw
@@ -60,12 +68,12 @@ function usage(message) {
 function parseArgs(argv) {
   const args = {
     url: null, clients: 16, docs: 1, mode: 'typing', rate: 5, duration: 10, warmup: 2, drain: 5,
-    stopReading: 0, client: 'raw', events: false, connectTimeout: 30,
+    stopReading: 0, watchers: 0, client: 'raw', events: false, connectTimeout: 30,
   };
   const numbers = {
     '--clients': 'clients', '--docs': 'docs', '--rate': 'rate', '--duration': 'duration',
     '--warmup': 'warmup', '--drain': 'drain', '--stop-reading': 'stopReading',
-    '--connect-timeout': 'connectTimeout',
+    '--connect-timeout': 'connectTimeout', '--watchers': 'watchers',
   };
   for (let i = 0; i < argv.length; i++) {
     const name = argv[i];
@@ -87,14 +95,13 @@ function parseArgs(argv) {
   if (!args.url || !/^wss?:\/\//.test(args.url)) usage('--url ws://HOST:PORT/ws is required');
   if (!['typing', 'closed'].includes(args.mode)) usage('--mode must be typing or closed');
   if (!['raw', 'sharedb'].includes(args.client)) usage('--client must be raw or sharedb');
-  for (const key of ['clients', 'docs', 'stopReading']) {
+  for (const key of ['clients', 'docs', 'stopReading', 'watchers']) {
     if (!Number.isInteger(args[key])) usage(`--${key} must be an integer`);
   }
   if (args.clients < 2) usage('--clients must be at least 2');
   if (args.docs < 1) usage('--docs must be at least 1');
   if (args.duration <= 0) usage('--duration must be positive');
   if (args.mode === 'typing' && !(args.rate > 0)) usage('--rate must be positive');
-  if (args.stopReading >= args.clients) usage('--stop-reading must leave at least one client reading');
   return args;
 }
 
@@ -127,6 +134,8 @@ class Stats {
     this.seen = new Column(Uint16Array); // remote deliveries per edit id
     this.latencies = new Column(Float64Array);
     this.latencyCount = 0;
+    this.ackLatencies = new Column(Float64Array); // made -> acknowledged, measured edits
+
     this.measuring = false;
     this.generating = true;
     this.sent = 0; // measured edits made
@@ -134,6 +143,7 @@ class Stats {
     this.rejected = 0;
     this.deliveries = 0; // remote deliveries of measured edits
     this.framesIn = 0; // frames received while measuring
+    this.messagesIn = 0; // of those: acks, first deliveries of ops, error replies (not duplicates)
     this.framesTotal = 0;
     this.gaps = 0;
     this.duplicates = 0;
@@ -161,12 +171,14 @@ class Stats {
   }
 
   ack(ids) {
+    const at = nowMs();
     for (const id of ids) {
       if (this.measured.data[id]) {
+        this.ackLatencies.ensure(this.acked);
+        this.ackLatencies.data[this.acked] = at - this.madeAt.data[id];
         this.acked++;
         this.pendingAcks--;
-        // Every reading subscriber but the author (who reads: stalled clients make no
-        // measured edits).
+        // Every reading subscriber but the author (an editor, who reads).
         this.expected += Math.max(0, this.readingSubs[this.docOf.data[id]] - 1);
       }
     }
@@ -203,6 +215,7 @@ class Stats {
 }
 
 const marker = (id) => `#${id.toString(36)};`;
+const editOp = (pos, text) => (pos > 0 ? [pos, text] : [text]);
 
 // A client over a bare WebSocket.
 class RawClient {
@@ -273,7 +286,7 @@ class RawClient {
     doc.inflight = {seq: this.seq++, ids};
     this._send({
       a: 'op', c: COLLECTION, d: doc.id, v: doc.version, seq: doc.inflight.seq, x: {},
-      op: pos > 0 ? [pos, text] : [text],
+      op: editOp(pos, text),
     });
   }
 
@@ -294,6 +307,7 @@ class RawClient {
       const doc = this.docs.get(m.d);
       if (!doc) return;
       if (m.error) {
+        if (stats.measuring) stats.messagesIn++;
         if (doc.inflight && m.seq === doc.inflight.seq) {
           const ids = doc.inflight.ids;
           doc.inflight = null;
@@ -307,6 +321,7 @@ class RawClient {
       }
       if (m.op === undefined) {
         if (doc.inflight && m.seq === doc.inflight.seq && m.src === this.src) {
+          if (stats.measuring) stats.messagesIn++;
           doc.version = m.v + 1;
           const ids = doc.inflight.ids;
           doc.inflight = null;
@@ -321,6 +336,7 @@ class RawClient {
         return;
       }
       if (doc.version !== null && m.v > doc.version) stats.gaps++;
+      if (stats.measuring) stats.messagesIn++;
       doc.version = m.v + 1;
       for (const c of m.op) if (typeof c === 'string') stats.delivered(c, at);
     } else if (m.a === 's') {
@@ -382,9 +398,13 @@ class SharedbClient {
     this.ws = new WebSocket(this.url, {perMessageDeflate: false});
     this.connection = new this.Connection(this.ws);
     this.connection.on('error', (err) => this.stats.error(`client ${this.index}: ${err.message}`));
+    // The real client does not say which frames it ignored: every frame counts as a message.
     this.connection.on('receive', () => {
       this.stats.framesTotal++;
-      if (this.stats.measuring) this.stats.framesIn++;
+      if (this.stats.measuring) {
+        this.stats.framesIn++;
+        this.stats.messagesIn++;
+      }
     });
     return new Promise((resolve) => {
       const check = (state) => state === 'connected' && (this.connection.off('state', check), resolve());
@@ -417,7 +437,7 @@ class SharedbClient {
     const pos = Math.floor(this.random() * (INITIAL_LENGTH + 1));
     const text = marker(id);
     this.outstanding++;
-    doc.submitOp(pos > 0 ? [pos, text] : [text], (err) => {
+    doc.submitOp(editOp(pos, text), (err) => {
       this.outstanding--;
       if (err) this.stats.reject([id], `op rejected: ${err.code} ${err.message}`);
       else this.stats.ack([id]);
@@ -521,7 +541,12 @@ async function main() {
   const stats = new Stats();
   const prefix = `load-${crypto.randomBytes(4).toString('hex')}`;
   const docIds = Array.from({length: args.docs}, (_, i) => `${prefix}-${i}`);
-  const plan = assignments(args.clients, args.docs);
+  // Editors first (plan from `assignments`), then the reading watchers, then the stalled ones.
+  const everyDoc = docIds.map((_, d) => d);
+  const plan = [
+    ...assignments(args.clients, args.docs),
+    ...Array.from({length: args.watchers + args.stopReading}, () => everyDoc),
+  ];
   const Client = args.client === 'raw' ? RawClient : SharedbClient;
 
   await withTimeout(createDocs(args.url, docIds), args.connectTimeout, 'creating the documents');
@@ -532,6 +557,7 @@ async function main() {
     args.connectTimeout,
     'subscribing',
   );
+  const editors = clients.slice(0, args.clients);
   const readers = clients.slice(0, clients.length - args.stopReading);
   const stalled = clients.slice(clients.length - args.stopReading);
   // Expected remote deliveries of an edit on doc d: its reading subscribers except the author.
@@ -542,7 +568,7 @@ async function main() {
   const timers = [];
   if (args.mode === 'typing') {
     const interval = 1000 / args.rate;
-    for (const client of clients) {
+    for (const client of editors) {
       const start = nowMs() + random() * interval;
       let n = 0;
       const tick = () => {
@@ -554,7 +580,7 @@ async function main() {
       timers.push(setTimeout(tick, Math.max(0, start - nowMs())));
     }
   } else {
-    for (const client of clients) {
+    for (const client of editors) {
       client.onAck = (c) => {
         if (stats.generating && c.active && c.idle()) c.edit();
       };
@@ -584,6 +610,7 @@ async function main() {
   for (const client of clients) client.close();
 
   const latencies = stats.latencies.data.slice(0, stats.latencyCount).sort();
+  const ackLatencies = stats.ackLatencies.data.slice(0, stats.acked).sort();
   const round = (x) => (x === null ? null : Math.round(x * 1000) / 1000);
   const seconds = windowMs / 1000;
   const result = {
@@ -597,6 +624,7 @@ async function main() {
     warmup_s: args.warmup,
     duration_s: round(seconds),
     stop_reading: args.stopReading,
+    watchers: args.watchers,
     sent: stats.sent,
     acked: stats.acked,
     rejected: stats.rejected,
@@ -611,8 +639,14 @@ async function main() {
       p99: round(percentile(latencies, 99)),
       max: round(latencies.length ? latencies[latencies.length - 1] : null),
     },
+    ack_ms: {
+      p50: round(percentile(ackLatencies, 50)),
+      p99: round(percentile(ackLatencies, 99)),
+    },
     frames_in: stats.framesIn,
     frames_in_per_s: round(stats.framesIn / seconds),
+    messages_in: stats.messagesIn,
+    messages_in_per_s: round(stats.messagesIn / seconds),
     gaps: stats.gaps,
     duplicates: stats.duplicates,
     errors: stats.errors,

@@ -15,9 +15,14 @@ from mailslot.errors import ConfigError
 RESULT = {
     "event": "result",
     "committed_per_s": 320.0,
-    "frames_in": 20_000,
-    "frames_in_per_s": 10_000.0,
+    "duration_s": 2.0,
+    "frames_in": 20_500,
+    "frames_in_per_s": 10_250.0,
+    "messages_in": 20_000,
+    "messages_in_per_s": 10_000.0,
+    "duplicates": 500,
     "latency_ms": {"n": 5, "p50": 2.0, "p99": 20.0, "max": 30.0},
+    "ack_ms": {"p50": 1.0, "p99": 12.0},
     "missing_deliveries": 3,
     "unacked": 1,
     "errors": 2,
@@ -38,12 +43,20 @@ def test_quick_grid_is_k16_64_by_d1_100_typing_plus_one_closed() -> None:
 
 
 def test_full_grid_covers_every_k_d_and_mode_then_the_stalled_cell() -> None:
-    cells = cells_for(quick=False, stop_reading=16)
-    assert len(cells) == 3 * 2 * 2 + 1
-    assert {(c.clients, c.docs, c.mode) for c in cells[:-1]} == {
+    cells = cells_for(quick=False, stop_reading=4, stall_rate=20.0, stall_duration=7.0)
+    assert len(cells) == 3 * 2 * 2 + 2
+    assert {(c.clients, c.docs, c.mode) for c in cells[:-2]} == {
         (k, d, m) for k in (16, 64, 256) for d in (1, 100) for m in ("typing", "closed")
     }
-    assert cells[-1] == Cell(64, 1, "typing", stalled=16)
+    assert cells[-2:] == [
+        Cell(64, 100, "typing", watchers=4, rate=20.0, duration=7.0),
+        Cell(64, 100, "typing", stalled=4, rate=20.0, duration=7.0),
+    ]
+    assert [c.label for c in (cells[0], *cells[-2:])] == [
+        "typing",
+        "typing 20/s +4w",
+        "typing 20/s",
+    ]
 
 
 def test_explicit_grid_and_bad_values() -> None:
@@ -52,24 +65,26 @@ def test_explicit_grid_and_bad_values() -> None:
         cells_for(quick=False, modes=["fast"])
     with pytest.raises(ConfigError, match="at least 2 clients"):
         cells_for(quick=False, clients=[1])
-    with pytest.raises(ConfigError, match="--stop-reading 16 must be below the clients"):
-        cells_for(quick=True, clients=[8], stop_reading=16)
+    with pytest.raises(ConfigError, match="--stop-reading must not be negative"):
+        cells_for(quick=True, stop_reading=-1)
 
 
 def test_summarize_divides_server_cpu_by_frames_sent() -> None:
     window = Window(cpu_s=0.5, wall_s=2.0, rss_start=100 * 2**20, rss_end=110 * 2**20)
     row = summarize("sharedb", Cell(64, 1, "typing"), RESULT, window)
-    assert row["cpu us/msg"] == 25.0  # 0.5 s / 20,000 frames
+    assert row["cpu us/msg"] == 25.0  # 0.5 s / 20,000 messages (duplicates left out)
+    assert (row["msgs/s"], row["dup/s"]) == (10_000.0, 250.0)
     assert row["srv cpu"] == 0.25
     assert (row["rss MB"], row["rss +MB"]) == (110.0, 10.0)
     assert (row["edits/s"], row["p50 ms"], row["p99 ms"], row["max ms"]) == (320.0, 2.0, 20.0, 30.0)
+    assert row["ack p99 ms"] == 12.0
     assert row["missing"] == 4  # deliveries missing + edits never acknowledged
     assert row["errors"] == 2
     assert row["error"] == "op rejected: overload"
 
 
 def test_summarize_without_samples_or_with_a_fatal_error() -> None:
-    row = summarize("mailslot", Cell(16, 1, "closed"), {**RESULT, "frames_in": 0}, None)
+    row = summarize("mailslot", Cell(16, 1, "closed"), {**RESULT, "messages_in": 0}, None)
     assert "cpu us/msg" not in row
     fatal = summarize("mailslot", Cell(16, 1, "closed"), {"fatal": "x" * 500}, None)
     assert fatal["error"] == "x" * 100

@@ -10,9 +10,12 @@ process and its children) and RSS. Then it stops the server.
 
 - ``edits/s``: measured edits acknowledged per second of the window.
 - ``p50/p99/max ms``: edit-to-remote-visibility, from an edit being made in one client to each
-  other subscriber of its document receiving it (one generator process, one clock).
-- ``cpu us/msg``: server CPU time in the window over the frames the generator received from it in
-  the window (acks, remote ops, anything): the server's cost per outbound message.
+  other subscriber of its document receiving it (one generator process, one clock); ``ack p99 ms``
+  from an edit being made to its author receiving the acknowledgement.
+- ``msgs/s``, ``cpu us/msg``: useful frames the generator received from the server in the window
+  (acks, ops a client had not seen yet, error replies) per second, and the server's CPU time in
+  the window over their number: its cost per outbound message. ``dup/s``: ops a client received
+  twice (counted apart, so that wasted sends do not lower the cost per message).
 - ``rss +MB``: server RSS growth over the window; with stalled clients (``--stop-reading``, clients
   that stop reading their sockets) it shows whether the server buffers without bound.
 - ``x sharedb`` columns: mailslot's figure over ShareDB's in the same cell.
@@ -40,7 +43,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -77,9 +80,11 @@ COLUMNS = [
     "stalled",
     "edits/s",
     "msgs/s",
+    "dup/s",
     "p50 ms",
     "p99 ms",
     "max ms",
+    "ack p99 ms",
     "missing",
     "errors",
     "cpu us/msg",
@@ -102,7 +107,16 @@ class Cell:
     clients: int
     docs: int
     mode: str  # "typing" or "closed"
-    stalled: int = 0
+    stalled: int = 0  # extra clients on every document that stop reading their sockets
+    watchers: int = 0  # extra clients on every document that keep reading
+    rate: float | None = None  # edits/s per client in typing mode, if not the run's
+    duration: float | None = None  # measured seconds, if not the run's
+
+    @property
+    def label(self) -> str:
+        """The mode, with the rate and reading watchers when they are the cell's own."""
+        label = self.mode if self.rate is None else f"{self.mode} {self.rate:g}/s"
+        return f"{label} +{self.watchers}w" if self.watchers else label
 
 
 @dataclass(frozen=True)
@@ -132,12 +146,18 @@ def cells_for(
     docs: Sequence[int] | None = None,
     modes: Sequence[str] | None = None,
     stop_reading: int = 0,
+    stall_rate: float = 50.0,
+    stall_duration: float = 30.0,
 ) -> list[Cell]:
     """The grid of cells to run, in order.
 
     The full grid is K in (16, 64, 256) x D in (1, 100) x (typing, closed); ``quick`` is K in
-    (16, 64) x D in (1, 100) typing plus one closed-loop cell. ``stop_reading`` adds a typing cell
-    at K=64 (or the largest K) on one document with that many stalled clients.
+    (16, 64) x D in (1, 100) typing plus one closed-loop cell. ``stop_reading`` adds two typing
+    cells at K=64 (or the largest K) on 100 documents at ``stall_rate`` edits/s per client for
+    ``stall_duration`` seconds, with that many extra clients subscribed to every document: in one
+    cell they stop reading, in its twin they keep reading, so that the RSS growth due to stalled
+    readers stands apart from the server's own. The high rate is there so that the stalled
+    sockets' kernel buffers (a few MB each) fill early in the window.
     """
     if quick:
         ks = list(clients or (16, 64))
@@ -155,10 +175,12 @@ def cells_for(
         if cell.clients < 2 or cell.docs < 1:
             raise ConfigError(f"a cell needs at least 2 clients and 1 document: {cell}")
     if stop_reading:
+        if stop_reading < 0:
+            raise ConfigError(f"--stop-reading must not be negative: {stop_reading}")
         k = 64 if 64 in ks else max(ks)
-        if stop_reading >= k:
-            raise ConfigError(f"--stop-reading {stop_reading} must be below the clients ({k})")
-        cells.append(Cell(k, 1, "typing", stop_reading))
+        twin = Cell(k, 100, "typing", rate=stall_rate, duration=stall_duration)
+        cells.append(replace(twin, watchers=stop_reading))
+        cells.append(replace(twin, stalled=stop_reading))
     return cells
 
 
@@ -174,28 +196,31 @@ def summarize(
         "target": target,
         "K": cell.clients,
         "D": cell.docs,
-        "mode": cell.mode,
+        "mode": cell.label,
         "stalled": cell.stalled,
     }
     if "fatal" in result:
         row["error"] = str(result["fatal"])[:ERROR_WIDTH]
         return row
     latency = result.get("latency_ms", {})
-    frames = int(result.get("frames_in", 0))
+    messages = int(result.get("messages_in", 0))
+    seconds = float(result.get("duration_s") or 0)
     row.update(
         {
             "edits/s": result.get("committed_per_s"),
-            "msgs/s": result.get("frames_in_per_s"),
+            "msgs/s": result.get("messages_in_per_s"),
+            "dup/s": _round(result.get("duplicates", 0) / seconds, 1) if seconds else None,
             "p50 ms": latency.get("p50"),
             "p99 ms": latency.get("p99"),
             "max ms": latency.get("max"),
+            "ack p99 ms": result.get("ack_ms", {}).get("p99"),
             "missing": int(result.get("missing_deliveries", 0)) + int(result.get("unacked", 0)),
             "errors": int(result.get("errors", 0)),
             "gen cpu": result.get("generator_cpu"),
         }
     )
     if window is not None:
-        row["cpu us/msg"] = _round(window.cpu_s * 1e6 / frames) if frames else None
+        row["cpu us/msg"] = _round(window.cpu_s * 1e6 / messages) if messages else None
         row["srv cpu"] = _round(window.cpu_s / window.wall_s) if window.wall_s > 0 else None
         row["rss MB"] = _round(window.rss_end / 2**20, 1)
         row["rss +MB"] = _round((window.rss_end - window.rss_start) / 2**20, 1)
@@ -436,6 +461,7 @@ def _run_load(
 ) -> tuple[dict[str, Any], Window | None]:
     """Run the generator against ``server``; sample the server around the window."""
     proc = psutil.Process(server.pid)
+    duration = cell.duration if cell.duration is not None else opts.duration
     command = [
         node_binary(),
         str(root / "bench" / "collab_load.js"),
@@ -448,15 +474,17 @@ def _run_load(
         "--mode",
         cell.mode,
         "--rate",
-        str(opts.rate),
+        str(cell.rate if cell.rate is not None else opts.rate),
         "--duration",
-        str(opts.duration),
+        str(duration),
         "--warmup",
         str(opts.warmup),
         "--drain",
         str(opts.drain),
         "--stop-reading",
         str(cell.stalled),
+        "--watchers",
+        str(cell.watchers),
         "--client",
         opts.client,
         "--events",
@@ -464,7 +492,7 @@ def _run_load(
     log = workdir / "load.log"
     with log.open("wb") as log_file:
         gen = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_file)
-    deadline = time.monotonic() + opts.warmup + opts.duration + 2 * opts.drain + 90
+    deadline = time.monotonic() + opts.warmup + duration + 2 * opts.drain + 90
     start: tuple[float, float, int] | None = None
     window: Window | None = None
     try:
@@ -524,7 +552,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stop-reading",
         type=int,
         default=None,
-        help="add a cell where this many clients stop reading (default 16; quick 0)",
+        help="add a cell where this many clients stop reading, and its twin (default 4; quick 0)",
+    )
+    parser.add_argument(
+        "--stall-rate", type=float, default=50.0, help="edits/s per client in the stall cells"
+    )
+    parser.add_argument(
+        "--stall-duration", type=float, default=30.0, help="measured seconds of the stall cells"
     )
     parser.add_argument(
         "--client",
@@ -541,10 +575,16 @@ def run(args: argparse.Namespace) -> Report:
         if t not in TARGETS:
             raise ConfigError(f"--targets: unknown target {t!r}; known: {', '.join(TARGETS)}")
     quick = bool(args.quick)
-    stop_reading = args.stop_reading if args.stop_reading is not None else (0 if quick else 16)
+    stop_reading = args.stop_reading if args.stop_reading is not None else (0 if quick else 4)
     modes = [m.strip() for m in args.modes.split(",")] if args.modes else None
     cells = cells_for(
-        quick=quick, clients=args.clients, docs=args.docs, modes=modes, stop_reading=stop_reading
+        quick=quick,
+        clients=args.clients,
+        docs=args.docs,
+        modes=modes,
+        stop_reading=stop_reading,
+        stall_rate=args.stall_rate,
+        stall_duration=args.stall_duration,
     )
     opts = LoadOptions(
         rate=args.rate,
@@ -577,7 +617,7 @@ def run(args: argparse.Namespace) -> Report:
             f"generator: {opts.client} clients; typing at {opts.rate:g} edits/s per client; "
             f"{opts.warmup:g} s warm-up, {opts.duration:g} s measured per cell, fresh server each",
             "latency = edit made in one client -> seen by each other subscriber; "
-            "cpu us/msg = server CPU in the window / frames it sent to the generator",
+            "cpu us/msg = server CPU in the window / acks and first deliveries it sent",
             "each document has >= 2 subscribers: slot j puts client j%K on doc j%D, "
             "max(K, max(2, K//D)*D) slots",
             "srv cpu and gen cpu are busy fractions of one core; both share this machine",
