@@ -39,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from mailslot.collab.document import DocumentConfig, DocumentManager
 from mailslot.collab.gateway import (
@@ -46,6 +47,7 @@ from mailslot.collab.gateway import (
     GatewayConfig,
     GatewayStatistics,
     GatewayStats,
+    WriteBatcher,
     serve_websocket,
 )
 from mailslot.collab.hub import Hub
@@ -74,6 +76,8 @@ class NodeConfig:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     ws_max_size: int = 1024 * 1024
     ask_timeout: float = 10.0
+    #: write frames straight to the sockets (False: through ASGI, one writer task per socket)
+    direct_writes: bool = True
 
 
 class Node:
@@ -103,6 +107,7 @@ class Node:
         self.hub: ActorRef | None = None
         self.manager: ActorRef | None = None
         self.gateway: ActorRef | None = None
+        self.batcher = WriteBatcher()
         self._started = False
 
     async def start(self) -> None:
@@ -287,7 +292,7 @@ def build_app(node: Node) -> Starlette:
 
     async def websocket(ws: WebSocket) -> None:
         assert node.gateway is not None
-        await serve_websocket(ws, node.gateway, node.config.gateway)
+        await serve_websocket(ws, node.gateway, node.config.gateway, batcher=node.batcher)
 
     def guarded(
         handler: Callable[[Request], Awaitable[Response]],
@@ -325,6 +330,44 @@ def build_app(node: Node) -> Starlette:
         *observe.routes,  # /metrics, /dashboard, /dashboard/data
     ]
     return Starlette(routes=routes)
+
+
+class _Transport:
+    """The gateway's :class:`~mailslot.collab.gateway.DirectSocket` over uvicorn's protocol."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+        self._protocol = protocol
+
+    def write(self, data: bytes) -> None:
+        self._protocol.transport.write(data)
+
+    def buffered(self) -> int:
+        return self._protocol.transport.get_write_buffer_size()
+
+    def is_closing(self) -> bool:
+        p = self._protocol
+        return p.close_sent or p.transport.is_closing()
+
+    def close_now(self, code: int, reason: str) -> None:
+        p = self._protocol
+        if not self.is_closing():
+            p.conn.send_close(code, reason)
+            p.transport.write(b"".join(p.conn.data_to_send()))
+            p.close_sent = True
+            p.transport.close()  # sent once the client reads what is buffered, or it times out
+
+
+class _WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, handing its transport to the app (``mailslot.transport``)
+    so that the gateway writes frames without an ASGI round trip per message."""
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"]["mailslot.transport"] = _Transport(self)
 
 
 class _Server(uvicorn.Server):
@@ -369,7 +412,7 @@ async def start_server(config: NodeConfig, *, node: Node | None = None) -> Runni
         host=config.host,
         port=config.port,
         ws_max_size=config.ws_max_size,
-        ws="websockets-sansio",
+        ws=_WebSocketProtocol if config.direct_writes else "websockets-sansio",
         # compression would deflate every broadcast once per subscriber: no "encode once"
         ws_per_message_deflate=False,
         http="httptools",

@@ -28,12 +28,13 @@ TEXT = "http://sharejs.org/types/text-unicode"
 WAIT = 10.0
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+@pytest.fixture(params=["direct", "asgi"])
+async def server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[RunningServer]:
     config = NodeConfig(
+        direct_writes=request.param == "direct",
         port=0,
         db=f"sqlite:///{tmp_path}/gw.db",
-        gateway=GatewayConfig(max_outbound=200, max_frame=4096),
+        gateway=GatewayConfig(max_outbound=200, max_outbound_bytes=32 * 1024, max_frame=4096),
         ws_max_size=64 * 1024,
     )
     running = await start_server(config)
@@ -171,7 +172,10 @@ async def test_a_client_that_stops_reading_is_closed_and_memory_stays_bounded(
             for _ in range(20):
                 await writer.until(a="op")
             health = (await http.get("/healthz")).json()["gateway"]
-            assert health["outbound_queued"] <= 2 * 200  # bounded: two sessions, 200 each
+            # bounded: direct writes stop at max_outbound_bytes per connection, the ASGI path at
+            # max_outbound frames
+            assert health["outbound_buffered"] <= 2 * (32 * 1024 + 2100)
+            assert health["outbound_queued"] <= 2 * 200
             if health["closed_slow"]:
                 break
         assert health["closed_slow"] == 1

@@ -68,6 +68,7 @@ from mailslot.collab.protocol.messages import (
     ERR_UNKNOWN_ERROR,
     encode,
 )
+from mailslot.collab.wsframe import text_frame
 from mailslot.errors import InvalidActorName, MailboxFull, OTError, StoreBusy, StoreError
 from mailslot.meters import Meters
 from mailslot.runtime import (
@@ -128,6 +129,7 @@ class Publish(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     v: int
     src: str
     frame: str
+    wire: bytes = b""
     author: str | None = None
 
 
@@ -599,12 +601,14 @@ class DocumentActor(Actor):
             for ref, tag in p.again:
                 _tell(ref, OpAcked(tag=tag, v=record.version, src=record.src, seq=record.seq))
             if self.hub is not None:
+                frame = self.frame_of(p.logged)
                 publish = Publish(
                     c=self.c,
                     d=self.d,
                     v=record.version,
                     src=record.src,
-                    frame=self.frame_of(p.logged),
+                    frame=frame,
+                    wire=text_frame(frame.encode()),
                     author=p.author.path if p.author is not None else None,
                 )
                 _tell(self.hub, publish)

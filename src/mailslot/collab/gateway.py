@@ -10,11 +10,14 @@ pure :class:`~mailslot.collab.protocol.Session` state machine.
   to the session actor, so a session that is behind makes the reader wait and TCP pushes back on
   the client. When a document (or the document manager) tells the session to slow down, the
   session pauses the reader until it is told to resume: the socket is not read meanwhile.
-- *Writing.* Frames for the client go into a bounded outbound queue, drained by one writer loop
-  per connection; there is no task per message. A broadcast arrives as one already encoded
-  string, shared by every subscriber. A client that stops reading fills its queue and is closed
-  with code 4008 (``CLOSE_SLOW_CONSUMER``); its client resynchronises when it reconnects. Memory
-  per connection is therefore bounded by the queue size, whatever the client does.
+- *Writing.* When the server gives the connection its transport (``mailslot serve`` does, see
+  :class:`DirectSocket`), the session writes each frame straight into the socket's buffer, in its
+  own turn: no task and no copy per message, and a broadcast arrives already framed (WebSocket
+  frames from a server are not masked, so one ``bytes`` object serves every subscriber). A client
+  that stops reading lets that buffer grow; past ``max_outbound_bytes`` it is closed with code
+  4008 (``CLOSE_SLOW_CONSUMER``) and resynchronises when it reconnects. On any other ASGI server
+  frames go into a bounded queue drained by one writer loop per connection, closed with 4008
+  when full. Either way memory per connection is bounded, whatever the client does.
 - *Bad input* becomes an error reply from the session state machine; a client that keeps sending
   garbage is closed with 1008; a frame larger than the server's limit is closed with 1009 by the
   WebSocket server. Nobody else's connection notices.
@@ -33,7 +36,7 @@ import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -58,12 +61,14 @@ from mailslot.collab.protocol.session import (
     Session,
     ToDocument,
 )
+from mailslot.collab.wsframe import text_frame
 from mailslot.meters import Meters
 from mailslot.runtime import Actor, ActorRef, Directive, SupervisorStrategy, Terminated
 
 __all__ = [
     "ClientFrame",
     "Connection",
+    "DirectSocket",
     "Gateway",
     "GatewayConfig",
     "GatewayStatistics",
@@ -71,6 +76,7 @@ __all__ = [
     "OpenSession",
     "SessionActor",
     "SocketClosed",
+    "WriteBatcher",
     "serve_websocket",
 ]
 
@@ -82,13 +88,17 @@ class GatewayConfig:
     """Limits per connection.
 
     Args:
-        max_outbound: frames queued for a client before it is closed as a slow consumer.
+        max_outbound: frames queued for a client before it is closed as a slow consumer (when
+            writing through ASGI).
+        max_outbound_bytes: bytes waiting in a socket's buffer before its client is closed as a
+            slow consumer (when writing to the transport directly).
         max_frame: the largest client frame accepted (characters); larger ones get an error.
         session_mailbox: the session actor's mailbox capacity.
         meters: where connections, frames, bytes and closes are reported.
     """
 
     max_outbound: int = 2000
+    max_outbound_bytes: int = 1024 * 1024
     max_frame: int = 256 * 1024
     session_mailbox: int = 4096
     meters: Meters | None = None
@@ -125,10 +135,67 @@ class GatewayStatistics:
     closed_slow: int
     reading_paused: int
     outbound_queued: int
+    outbound_buffered: int
     frames_in: int
     frames_out: int
     bytes_in: int
     bytes_out: int
+
+
+class DirectSocket(Protocol):
+    """A socket's transport, handed to the gateway by the server in the ASGI scope under
+    ``"mailslot.transport"`` (see ``mailslot.server``)."""
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes (whole WebSocket frames) on the socket; never blocks."""
+
+    def buffered(self) -> int:
+        """Bytes written but not yet taken by the kernel."""
+        ...
+
+    def is_closing(self) -> bool: ...
+
+    def close_now(self, code: int, reason: str) -> None:
+        """Append a close frame and close the transport once its buffer is sent."""
+
+
+class WriteBatcher:
+    """Joins the frames written to each socket during one loop turn into one write.
+
+    A system call per frame is the largest cost of a broadcast; the session actors of a node
+    write through one batcher, which flushes every socket's frames once the dispatcher has
+    given the loop back (``call_soon``), in the order they were written.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[Connection, list[bytes]] = {}
+        self._scheduled = False
+        self.writes = 0
+        self.frames = 0
+
+    def add(self, conn: Connection, data: bytes) -> None:
+        frames = self._pending.get(conn)
+        if frames is None:
+            self._pending[conn] = [data]
+            if not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self.flush)
+        else:
+            frames.append(data)
+
+    def pending_bytes(self, conn: Connection) -> int:
+        return sum(len(f) for f in self._pending.get(conn, ()))
+
+    def take(self, conn: Connection) -> list[bytes]:
+        return self._pending.pop(conn, [])
+
+    def flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, {}
+        for conn, frames in pending.items():
+            conn.flush(frames)
+            self.writes += 1
+            self.frames += len(frames)
 
 
 class Connection:
@@ -138,9 +205,17 @@ class Connection:
     :meth:`resume_reading`; only the connection's own loops touch the socket.
     """
 
-    def __init__(self, websocket: WebSocket, config: GatewayConfig) -> None:
+    def __init__(
+        self, websocket: WebSocket, config: GatewayConfig, batcher: WriteBatcher | None = None
+    ) -> None:
         self.websocket = websocket
         self.config = config
+        self.batcher = batcher
+        extensions = websocket.scope.get("extensions") or {}
+        self.direct: DirectSocket | None = extensions.get("mailslot.transport")
+        meters = config.meters
+        self._out_frames = meters.gateway_frames.labels("out") if meters else None
+        self._out_bytes = meters.gateway_bytes.labels("out") if meters else None
         self.outbound: deque[str] = deque()
         self.closing: tuple[int, str] | None = None
         self.frames_in = 0
@@ -157,6 +232,9 @@ class Connection:
     def send(self, frame: str) -> None:
         if self.closing is not None:
             return
+        if self.direct is not None:
+            self.write(text_frame(frame.encode()))
+            return
         if len(self.outbound) >= self.config.max_outbound:
             self.close(
                 CLOSE_SLOW_CONSUMER,
@@ -166,8 +244,51 @@ class Connection:
         self.outbound.append(frame)
         self._wake_writer()
 
+    def send_framed(self, wire: bytes, frame: str) -> None:
+        """Send a frame that is already framed (``wire``), as a broadcast is."""
+        if self.direct is not None:
+            if self.closing is None:
+                self.write(wire)
+        else:
+            self.send(frame)
+
+    def write(self, data: bytes) -> None:
+        """Write whole frames to the transport; close a client that does not keep up."""
+        direct = self.direct
+        assert direct is not None
+        batcher = self.batcher
+        waiting = direct.buffered() + len(data)
+        if batcher is not None:
+            waiting += batcher.pending_bytes(self)
+        if waiting > self.config.max_outbound_bytes:
+            self.close(
+                CLOSE_SLOW_CONSUMER,
+                f"more than {self.config.max_outbound_bytes} bytes waiting: reconnect to resync",
+            )
+            return
+        if batcher is not None:
+            batcher.add(self, data)
+        else:
+            direct.write(data)
+        self.frames_out += 1
+        self.bytes_out += len(data)
+        if self._out_frames is not None and self._out_bytes is not None:
+            self._out_frames.inc()
+            self._out_bytes.inc(len(data))
+
+    def flush(self, frames: list[bytes]) -> None:
+        """Write frames the batcher held (one system call for all of them)."""
+        direct = self.direct
+        if direct is None or direct.is_closing() or not frames:
+            return
+        direct.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
+            if self.batcher is not None:
+                held = self.batcher.take(self)
+                if code != CLOSE_SLOW_CONSUMER:
+                    self.flush(held)  # what was written before the close goes first
             self.closing = (code, reason[:120])
             # stop reading now (the reader may be waiting for a frame that never comes)
             loops = self._loops if code == CLOSE_SLOW_CONSUMER else self._loops[:1]
@@ -175,6 +296,8 @@ class Connection:
                 # the client resyncs on reconnect: free the memory now, and stop the writer too
                 # even if it is stuck on a socket the client does not read
                 self.outbound.clear()
+                if self.direct is not None:
+                    self.direct.close_now(code, reason[:120])
             for task in loops:
                 if task is not asyncio.current_task():
                     task.cancel()
@@ -211,10 +334,9 @@ class Connection:
         """Read and write until the socket closes; then tell the session and say goodbye."""
         try:
             async with asyncio.TaskGroup() as tasks:
-                self._loops = [
-                    tasks.create_task(self._reader(session)),
-                    tasks.create_task(self._writer()),
-                ]
+                self._loops = [tasks.create_task(self._reader(session))]
+                if self.direct is None:
+                    self._loops.append(tasks.create_task(self._writer()))
         except* (WebSocketDisconnect, ConnectionError, RuntimeError) as group:
             log.debug("connection ended: %r", group.exceptions)
         finally:
@@ -232,6 +354,8 @@ class Connection:
         not read until it reads again, or gives up)."""
         ws = self.websocket
         if self.closing is None or ws.application_state != WebSocketState.CONNECTED:
+            return
+        if self.direct is not None and self.direct.is_closing():
             return
         code, reason = self.closing
         patience = 30.0 if code == CLOSE_SLOW_CONSUMER else 2.0
@@ -268,7 +392,6 @@ class Connection:
 
     async def _writer(self) -> None:
         ws = self.websocket
-        meters = self.config.meters
         queue = self.outbound
         loop = asyncio.get_running_loop()
         while True:
@@ -277,9 +400,9 @@ class Connection:
                 await ws.send_text(frame)
                 self.frames_out += 1
                 self.bytes_out += len(frame)
-                if meters is not None:
-                    meters.gateway_frames.labels("out").inc()
-                    meters.gateway_bytes.labels("out").inc(len(frame))
+                if self._out_frames is not None and self._out_bytes is not None:
+                    self._out_frames.inc()
+                    self._out_bytes.inc(len(frame))
             if self.closing is not None:
                 return
             self._wake = loop.create_future()
@@ -308,7 +431,7 @@ class SessionActor(Actor):
 
     def receive(self, message: Any) -> None:
         if isinstance(message, OpBroadcast):
-            self.conn.send(message.frame)
+            self.conn.send_framed(message.wire, message.frame)
         elif isinstance(message, ClientFrame):
             self.run(self.session.receive(message.text))
         elif isinstance(message, DocSnapshot | DocOps | OpAcked | DocError):
@@ -434,6 +557,7 @@ class Gateway(Actor):
             closed_slow=self.closed_slow,
             reading_paused=sum(1 for c in conns if c.reading_paused),
             outbound_queued=sum(len(c.outbound) for c in conns),
+            outbound_buffered=sum(c.direct.buffered() for c in conns if c.direct is not None),
             frames_in=self.gone[0] + sum(c.frames_in for c in conns),
             frames_out=self.gone[1] + sum(c.frames_out for c in conns),
             bytes_in=self.gone[2] + sum(c.bytes_in for c in conns),
@@ -448,10 +572,11 @@ async def serve_websocket(
     *,
     user: str | None = None,
     permission: Any = None,
+    batcher: WriteBatcher | None = None,
 ) -> None:
     """Run one WebSocket connection until it closes (the ASGI endpoint's body)."""
     await websocket.accept()
-    conn = Connection(websocket, config)
+    conn = Connection(websocket, config, batcher)
     if config.meters is not None:
         config.meters.gateway_connections_accepted.inc()
         config.meters.gateway_connections.inc()

@@ -75,7 +75,7 @@ class Hub(Actor):
         subs = self.subscribers.get((p.c, p.d))
         if not subs:
             return
-        broadcast = OpBroadcast(c=p.c, d=p.d, v=p.v, src=p.src, frame=p.frame)
+        broadcast = OpBroadcast(c=p.c, d=p.d, v=p.v, src=p.src, frame=p.frame, wire=p.wire)
         author = p.author
         me = self.context.self
         for path, ref in subs.items():

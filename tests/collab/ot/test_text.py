@@ -505,3 +505,39 @@ def test_functions_never_mutate_their_arguments(case: tuple[str, list, list]) ->
     strip_invertible(a)
     apply(text, a)
     assert (repr(a), repr(b)) == (a_copy, b_copy)
+
+
+# -- the fast path for single-component ops agrees with the general walk --------------------------
+
+
+def _general_transform(op: list, other: list, side: str) -> list:
+    """The general algorithm, with the fast path bypassed."""
+    from mailslot.collab.ot import text as t
+
+    saved = t._transform_simple
+    t._transform_simple = lambda *a: None
+    try:
+        return t.transform(op, other, side)
+    finally:
+        t._transform_simple = saved
+
+
+_piece = st.text(alphabet="ab😀é", min_size=1, max_size=4)
+
+
+@st.composite
+def _simple_op(draw: st.DrawFn, length: int) -> list:
+    pos = draw(st.integers(0, length))
+    if draw(st.booleans()) or pos == length:
+        comp = draw(_piece)
+    else:
+        n = draw(st.integers(1, length - pos))
+        comp = {"d": n} if draw(st.booleans()) else {"d": "x" * n}
+    return [pos, comp] if pos else [comp]
+
+
+@given(st.integers(0, 8).flatmap(lambda n: st.tuples(_simple_op(n), _simple_op(n))),
+       st.sampled_from(["left", "right"]))  # fmt: skip
+def test_fast_transform_equals_the_general_one(ops: tuple[list, list], side: str) -> None:
+    op, other = ops
+    assert transform(op, other, side) == _general_transform(op, other, side)

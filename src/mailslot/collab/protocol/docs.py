@@ -141,6 +141,7 @@ class OpBroadcast(_Msg, frozen=True):
     v: int
     src: str
     frame: str
+    wire: bytes = b""  # ``frame`` as one WebSocket text frame, built once for every subscriber
 
 
 def snapshot_data(v: int, type_uri: str | None, data: Any) -> dict[str, Any]:
