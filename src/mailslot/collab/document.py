@@ -552,6 +552,7 @@ class DocumentActor(Actor):
             future,
             lambda result: _Committed(version, result.status == "duplicate"),
             lambda exc: _CommitFailed(version, repr(exc)),
+            label="store commit",
         )
 
     def revert(self, undo: tuple[Any, ...]) -> None:

@@ -98,6 +98,18 @@ class CompositeInstrumentation(Instrumentation):
                 found = trace
         return found
 
+    def pipe_begin(self, ref: ActorRef, actor_type: str, label: str) -> tuple[Any, ...]:
+        return tuple(_call(p.pipe_begin, ref, actor_type, label) for p in self.parts)
+
+    def pipe_end(self, token: Any, error: BaseException | None) -> str | None:
+        tokens = token if isinstance(token, tuple) else (None,) * len(self.parts)
+        found: str | None = None
+        for p, t in zip(self.parts, tokens, strict=True):
+            trace = _call(p.pipe_end, t, error)
+            if found is None:
+                found = trace
+        return found
+
     def dead_letter(self, letter: DeadLetter) -> None:
         for p in self.parts:
             _call(p.dead_letter, letter)

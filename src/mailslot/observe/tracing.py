@@ -178,6 +178,25 @@ class TracingInstrumentation(Instrumentation):
         span.end()
         self._attached.close(token.scope)  # a plain handler's: still attached, and on top
 
+    def pipe_begin(self, ref: ActorRef, actor_type: str, label: str) -> Span:
+        """A span for an operation an actor waits on (a store commit), child of the current
+        message's span; its result is delivered in this span's context."""
+        return self._tracer.start_span(
+            label or f"wait {actor_type}",
+            kind=SpanKind.INTERNAL,
+            attributes={"mailslot.actor.path": ref.path, "mailslot.actor.type": actor_type},
+        )
+
+    def pipe_end(self, token: Any, error: BaseException | None) -> str | None:
+        if not isinstance(token, Span):
+            return None
+        if error is not None:
+            token.record_exception(error)
+            token.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        token.end()
+        ctx = token.get_span_context()
+        return format_traceparent(ctx.trace_id, ctx.span_id, ctx.trace_flags)
+
     def batch(self, ref: ActorRef, actor_type: str, count: int, seconds: float, depth: int) -> None:
         # the end of a turn, in the dispatcher: a coroutine handler's span stays current in its
         # task (which copied the context), but not here

@@ -471,12 +471,16 @@ class Context:
         awaitable: Awaitable[T],
         on_success: Callable[[T], Any],
         on_failure: Callable[[BaseException], Any],
+        *,
+        label: str = "",
     ) -> None:
         """Run ``awaitable`` in a task this actor owns; deliver the mapped outcome to self.
 
-        The actor keeps handling messages meanwhile. The task is cancelled if the actor stops.
+        The actor keeps handling messages meanwhile. The task is cancelled if the actor stops;
+        a future someone else owns (``asyncio.Future``) is only watched, never cancelled.
+        ``label`` names the operation for tracing (a span from here to the result).
         """
-        self._cell.pipe_to_self(awaitable, on_success, on_failure)
+        self._cell.pipe_to_self(awaitable, on_success, on_failure, label)
 
 
 def _cell_of(ref: ActorRef) -> _Cell | None:
@@ -973,12 +977,16 @@ class _Cell:
         if r is not None:
             self.start_handler_task(r, signal)
 
-    def deliver_system_message(self, message: Any) -> None:
-        """Hand a runtime message (Terminated, ReceiveTimeout) to ``receive`` in this turn."""
+    def deliver_system_message(self, message: Any, envelope: Envelope | None = None) -> None:
+        """Hand a runtime message (Terminated, a piped result) to ``receive`` in this turn."""
         if self.actor is None or self.state is _STOPPED:
             return
-        self.meta = None
+        self.meta = envelope
+        instr = self.system._instr
         try:
+            if instr is not None and instr.per_message:
+                self.invoke_instrumented(instr, message, envelope)
+                return
             r = self.receive(message)
         except Exception as exc:
             self.handler_failed(exc, message)
@@ -1290,8 +1298,15 @@ class _Cell:
         awaitable: Awaitable[T],
         on_success: Callable[[T], Any],
         on_failure: Callable[[BaseException], Any],
+        label: str = "",
     ) -> None:
         incarnation = self.restarts
+        instr = self.system._instr
+        token = (
+            _safe(instr.pipe_begin, self.ref, self.actor_type, label)
+            if instr is not None and instr.per_message
+            else None
+        )
 
         def done(f: asyncio.Future[T]) -> None:
             if isinstance(f, asyncio.Task) and self.owned is not None:
@@ -1303,13 +1318,17 @@ class _Cell:
             if f.cancelled() or self.state is _STOPPED or self.restarts != incarnation:
                 return  # nobody to tell (a restarted actor does not get its past's results)
             exc = f.exception()
+            envelope = None
+            if token is not None and instr is not None:
+                trace = _safe(instr.pipe_end, token, exc)
+                envelope = Envelope(0, self.system.clock.now(), self.ref, None, trace)
             try:
                 message = on_failure(exc) if exc is not None else on_success(f.result())
             except Exception as map_exc:
                 self.post(functools.partial(self.handler_failed, map_exc, None))
                 return
             # through the control queue: a result is never dropped for a full mailbox
-            self.post(lambda: self.deliver_system_message(message))
+            self.post(lambda: self.deliver_system_message(message, envelope))
 
         if isinstance(awaitable, asyncio.Future):
             # someone else's future (a commit, a reply): watch it, no task; never cancel it

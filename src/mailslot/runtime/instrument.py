@@ -71,6 +71,14 @@ class Instrumentation:
         """A message is being sent; return a trace context to carry, or ``None``."""
         return None
 
+    def pipe_begin(self, ref: ActorRef, actor_type: str, label: str) -> Any:
+        """An actor started waiting for an operation (``pipe_to_self``); with ``per_message``."""
+        return None
+
+    def pipe_end(self, token: Any, error: BaseException | None) -> str | None:
+        """The operation finished; return the trace context its result is delivered in."""
+        return None
+
     def dead_letter(self, letter: DeadLetter) -> None:
         """A message could not be delivered (stopped target, overflow, expiry, coalescing)."""
 
