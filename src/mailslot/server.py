@@ -74,6 +74,11 @@ class NodeConfig:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     ws_max_size: int = 1024 * 1024
     ask_timeout: float = 10.0
+    # cluster mode (mailslot.collab.cluster): None runs a single node with no broker
+    broker: str | None = None
+    node_id: str | None = None
+    cluster_prefix: str = "mailslot"
+    shards: int = 64
 
 
 class Node:
@@ -103,6 +108,7 @@ class Node:
         self.hub: ActorRef | None = None
         self.manager: ActorRef | None = None
         self.gateway: ActorRef | None = None
+        self.cluster: Any = None  # a mailslot.cluster.ClusterNode in cluster mode
         self._started = False
 
     async def start(self) -> None:
@@ -111,6 +117,12 @@ class Node:
         self.system.start()
         self.hub = self.system.spawn(Hub, name="hub")
         hub = self.hub
+        if self.config.broker is not None:
+            from mailslot.collab.cluster import join_cluster
+
+            await join_cluster(self)
+            self._started = True
+            return
         self.manager = self.system.spawn(
             lambda: DocumentManager(
                 store=self.store, committer=self.committer, hub=hub, config=self.config.documents
@@ -131,6 +143,8 @@ class Node:
         self._started = False
         if self.gateway is not None:
             await self.system.stop(self.gateway)
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.system.shutdown(drain=True)
         await self.committer.close()
         await self.store.close()
@@ -393,7 +407,10 @@ async def start_server(config: NodeConfig, *, node: Node | None = None) -> Runni
     port = config.port
     if server.servers and server.servers[0].sockets:
         port = server.servers[0].sockets[0].getsockname()[1]
-    return RunningServer(node, server, task, f"http://{config.host}:{port}")
+    url = f"http://{config.host}:{port}"
+    if node.cluster is not None:
+        node.cluster.advertised_url = url
+    return RunningServer(node, server, task, url)
 
 
 async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = None) -> None:
