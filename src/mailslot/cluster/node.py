@@ -360,6 +360,7 @@ class _Shard:
         "frames",
         "handlers",
         "n",
+        "primary",
         "releasing",
         "sub",
         "yield_after",
@@ -375,6 +376,7 @@ class _Shard:
         self.active = False
         self.yield_after = 0.0
         self.yield_requested = False
+        self.primary = False
 
 
 class _Bind(msgspec.Struct, frozen=True):
@@ -655,8 +657,9 @@ class ClusterNode:
         *,
         sender_path: str | None = None,
         correlation: bytes | None = None,
+        force: bool = False,
     ) -> None:
-        if self._buffered >= self.config.max_buffered:
+        if self._buffered >= self.config.max_buffered and not force:
             if is_droppable(message):
                 self.system.dead_letters.publish(
                     DeadLetter(message, sender, via, DeadLetterReason.OVERFLOW)
@@ -669,6 +672,8 @@ class ClusterNode:
                 actor=via.path,
             )
         tag, version, body = self.catalog.encode(message)
+        if sender is None and sender_path is None:
+            sender = self.system._current  # the actor whose turn this is, as for a local tell
         if sender_path is None and sender is not None:
             sender_path = self._sender_path(sender)
         trace = None
@@ -859,7 +864,7 @@ class ClusterNode:
             self._poke_publisher()
 
     def _send_control_event(self, message: Any) -> None:
-        self._send("e" + HEARTBEAT_KEY, CONTROL_PATH, message, None, _CONTROL_REF)
+        self._send("e" + HEARTBEAT_KEY, CONTROL_PATH, message, None, _CONTROL_REF, force=True)
 
     def _heartbeat(self) -> None:
         self._last_heartbeat = time.monotonic()
@@ -943,8 +948,14 @@ class ClusterNode:
             DeadLetter(message, sender, recipient, DeadLetterReason.STOPPED)
         )
         if isinstance(sender, RemoteActorRef) and sender.path.startswith(_ASK_PREFIX):
-            with contextlib.suppress(MailboxFull):
-                sender.tell(Undeliverable(target, reason))
+            self._send(
+                "n" + sender.node_id,
+                sender.path,
+                Undeliverable(target, reason),
+                None,
+                sender,
+                force=True,
+            )
 
     def _on_control(self, message: Any) -> None:
         if isinstance(message, Heartbeat):
@@ -978,8 +989,8 @@ class ClusterNode:
         self._stats["envelopes_received"] += len(envelopes)
         if delivery.redelivered:
             self._stats["redelivered"] += 1
-        if not shard.active:
-            shard.active = True
+        shard.active = True
+        if not shard.primary and not shard.yield_requested:
             self._check_yield(shard)
         frame = _Frame(shard, sub, delivery.tag, len(envelopes) + 1)
         shard.frames.append(frame)
@@ -1154,7 +1165,12 @@ class ClusterNode:
             shard = self._shards.get(n)
             if shard is None:
                 await self._subscribe(n)
-            elif (
+                self._shards[n].primary = n in primary
+                continue
+            shard.primary = n in primary
+            if shard.active and not shard.primary:
+                self._check_yield(shard)
+            if (
                 shard.yield_requested
                 and n not in primary
                 and table[n][0] in live
@@ -1163,6 +1179,7 @@ class ClusterNode:
                 await self._release(n)  # to the back of the line: the primary goes first
                 await self._subscribe(n)
                 self._shards[n].yield_after = now + 2 * self.config.node_timeout
+                self._shards[n].primary = False
 
     # ---- connection --------------------------------------------------------------------------
 
