@@ -57,8 +57,11 @@ async function main() {
     for (let j = 0; j < cfg.ops; j++) {
       const doc = docs[i][rand(cfg.docs.length)];
       const token = `[${i}.${j}]`;
-      const len = doc.data ? [...doc.data].length : 0;
-      const pos = rand(len + 1);
+      // insert at a token boundary, so that no token is ever split by another
+      const text = doc.data || '';
+      const bounds = [0];
+      for (let k = 0; k < text.length; k++) if (text[k] === ']') bounds.push(k + 1);
+      const pos = bounds[rand(bounds.length)];
       const op = pos > 0 ? [pos, token] : [token];
       doc.submitOp(op, (err) => { if (err) errors.push(String(err.code || err)); else acked.add(`${doc.id}:${token}`); });
       await new Promise((r) => setTimeout(r, cfg.pace_ms || 0));

@@ -212,9 +212,20 @@ def build_app(node: Node) -> Starlette:
         docs = stats.by_type.get("DocumentActor")
         assert node.gateway is not None
         gateway: GatewayStatistics = await node.gateway.ask(GatewayStats(), timeout=5.0)
+        cluster = None
+        if node.cluster is not None:
+            cs = node.cluster.statistics()
+            cluster = {
+                "node": cs.node,
+                "connected": cs.connected,
+                "live": list(cs.live),
+                "owned": sorted(node.cluster.owned_shards()),
+                "active": list(cs.consuming),
+            }
         return JSONResponse(
             {
                 "status": "ok" if node.system.running else "stopping",
+                "cluster": cluster,
                 "actors": stats.actors,
                 "documents_open": docs.actors if docs is not None else 0,
                 "gateway": dataclasses.asdict(gateway),
