@@ -27,11 +27,13 @@ class Heartbeat(msgspec.Struct, frozen=True, tag="cluster.heartbeat", array_like
         node: The node id.
         active: The shards it is consuming (active or waiting as standby).
         url: Where its clients connect (for ``mailslot cluster status``).
+        hosts: False for a node that hosts no shards (a client-only node, a status probe).
     """
 
     node: str
     active: tuple[int, ...] = ()
     url: str | None = None
+    hosts: bool = True
 
 
 class Leave(msgspec.Struct, frozen=True, tag="cluster.leave", array_like=True):

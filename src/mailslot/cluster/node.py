@@ -130,6 +130,8 @@ class ClusterConfig:
         reconnect_delay: First delay before reconnecting; doubles up to ``max_reconnect_delay``.
         max_reconnect_delay: Longest delay between reconnection attempts.
         max_proxies: Non-addressable senders (temporary ask refs) remembered for replies.
+        hosts_shards: False for a node that only sends (it consumes no shard and is left out of
+            the shard assignment).
     """
 
     node_id: str
@@ -146,6 +148,7 @@ class ClusterConfig:
     reconnect_delay: float = 0.2
     max_reconnect_delay: float = 5.0
     max_proxies: int = 10_000
+    hosts_shards: bool = True
 
     def __post_init__(self) -> None:
         check_node_id(self.node_id)
@@ -869,7 +872,9 @@ class ClusterNode:
     def _heartbeat(self) -> None:
         self._last_heartbeat = time.monotonic()
         active = tuple(sorted(self.active_shards()))
-        self._send_control_event(Heartbeat(self.node_id, active, self.advertised_url))
+        self._send_control_event(
+            Heartbeat(self.node_id, active, self.advertised_url, self.config.hosts_shards)
+        )
 
     # ---- receiving ---------------------------------------------------------------------------
 
@@ -959,6 +964,8 @@ class ClusterNode:
 
     def _on_control(self, message: Any) -> None:
         if isinstance(message, Heartbeat):
+            if not message.hosts:
+                return
             if message.node != self.node_id and self.membership.heartbeat(
                 message.node, time.monotonic()
             ):
@@ -1152,12 +1159,14 @@ class ClusterNode:
 
     async def _rebalance(self) -> None:
         live = self.membership.live
+        if not self.config.hosts_shards:
+            live = live - {self.node_id}
         if self.membership.version != self._table_version:
             self._table = assignment(live, self.shards)
             self._table_version = self.membership.version
         table = self._table
         primary, standby = roles(self.node_id, table)
-        wanted = primary | standby
+        wanted = primary | standby if self.config.hosts_shards else frozenset()
         for n in sorted(set(self._shards) - wanted):
             await self._release(n)
         now = time.monotonic()
