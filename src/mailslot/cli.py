@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from mailslot.errors import ConfigError
+from mailslot.errors import ConfigError, MailslotError
 
 __all__ = ["main"]
 
@@ -38,6 +38,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "postgresql://user@host:port/db",
     )
     serve.add_argument(
+        "--broker",
+        default=None,
+        help="join a cluster through RabbitMQ (amqp://guest:guest@127.0.0.1:5672/)",
+    )
+    serve.add_argument("--node-id", default=None, help="this node's id in the cluster")
+    serve.add_argument("--cluster-prefix", default="mailslot", help="broker name prefix")
+    serve.add_argument("--shards", type=int, default=64, help="shards of the cluster (64)")
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -54,6 +62,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from mailslot.migrate import lockprof
 
     lockprof.add_cli(sub)
+    from mailslot.cluster import cli as cluster_cli
+
+    cluster_cli.add_cli(sub)
     return parser
 
 
@@ -87,11 +98,20 @@ def _serve(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     try:
-        _run(serve(NodeConfig(host=args.host, port=args.port, db=args.db), ready=ready))
+        config = NodeConfig(
+            host=args.host,
+            port=args.port,
+            db=args.db,
+            broker=args.broker,
+            node_id=args.node_id,
+            cluster_prefix=args.cluster_prefix,
+            shards=args.shards,
+        )
+        _run(serve(config, ready=ready))
     except ConfigError as exc:
         print(f"mailslot serve: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except (OSError, MailslotError) as exc:
         print(f"mailslot serve: error: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -126,6 +146,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo.main(seed=args.seed)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "cluster":
+        from mailslot.cluster import cli as cluster_cli
+
+        try:
+            return cluster_cli.run_cli(args)
+        except ConfigError as exc:
+            print(f"mailslot cluster: error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "lockprof":
         from mailslot.migrate import lockprof
 

@@ -22,6 +22,7 @@
     ├── AccessDenied                    a user may not do this to a document
     ├── ConfigError (+ValueError)       a command-line option, URL or config value is wrong
     └── TransportError                  the broker or a remote node cannot be reached
+        └── TransportBusy               the broker refused a publish for now (queue full)
 
 Layers below raise only from here; adapters translate their dependencies' exceptions
 (``raise StoreError(...) from exc``) so that no dependency's exception type leaks out.
@@ -48,6 +49,7 @@ __all__ = [
     "StoreBusy",
     "StoreError",
     "SystemShutdown",
+    "TransportBusy",
     "TransportError",
     "VersionConflict",
 ]
@@ -183,3 +185,7 @@ class ConfigError(MailslotError, ValueError):
 
 class TransportError(MailslotError):
     """The broker or a remote node could not be reached or refused a message."""
+
+
+class TransportBusy(TransportError):
+    """The broker refused a publish for now (a queue at its length limit); retry later."""

@@ -78,6 +78,11 @@ class NodeConfig:
     ask_timeout: float = 10.0
     #: write frames straight to the sockets (False: through ASGI, one writer task per socket)
     direct_writes: bool = True
+    # cluster mode (mailslot.collab.cluster): None runs a single node with no broker
+    broker: str | None = None
+    node_id: str | None = None
+    cluster_prefix: str = "mailslot"
+    shards: int = 64
 
 
 class Node:
@@ -108,6 +113,7 @@ class Node:
         self.manager: ActorRef | None = None
         self.gateway: ActorRef | None = None
         self.batcher = WriteBatcher()
+        self.cluster: Any = None  # a mailslot.cluster.ClusterNode in cluster mode
         self._started = False
 
     async def start(self) -> None:
@@ -116,6 +122,12 @@ class Node:
         self.system.start()
         self.hub = self.system.spawn(Hub, name="hub")
         hub = self.hub
+        if self.config.broker is not None:
+            from mailslot.collab.cluster import join_cluster
+
+            await join_cluster(self)
+            self._started = True
+            return
         self.manager = self.system.spawn(
             lambda: DocumentManager(
                 store=self.store, committer=self.committer, hub=hub, config=self.config.documents
@@ -136,6 +148,8 @@ class Node:
         self._started = False
         if self.gateway is not None:
             await self.system.stop(self.gateway)
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.system.shutdown(drain=True)
         await self.committer.close()
         await self.store.close()
@@ -203,9 +217,20 @@ def build_app(node: Node) -> Starlette:
         docs = stats.by_type.get("DocumentActor")
         assert node.gateway is not None
         gateway: GatewayStatistics = await node.gateway.ask(GatewayStats(), timeout=5.0)
+        cluster = None
+        if node.cluster is not None:
+            cs = node.cluster.statistics()
+            cluster = {
+                "node": cs.node,
+                "connected": cs.connected,
+                "live": list(cs.live),
+                "owned": sorted(node.cluster.owned_shards()),
+                "active": list(cs.consuming),
+            }
         return JSONResponse(
             {
                 "status": "ok" if node.system.running else "stopping",
+                "cluster": cluster,
                 "actors": stats.actors,
                 "documents_open": docs.actors if docs is not None else 0,
                 "gateway": dataclasses.asdict(gateway),
@@ -436,7 +461,10 @@ async def start_server(config: NodeConfig, *, node: Node | None = None) -> Runni
     port = config.port
     if server.servers and server.servers[0].sockets:
         port = server.servers[0].sockets[0].getsockname()[1]
-    return RunningServer(node, server, task, f"http://{config.host}:{port}")
+    url = f"http://{config.host}:{port}"
+    if node.cluster is not None:
+        node.cluster.advertised_url = url
+    return RunningServer(node, server, task, url)
 
 
 async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = None) -> None:

@@ -570,6 +570,18 @@ class DocumentActor(Actor):
             if sender is not None:
                 ack = OpAcked(tag=tag, v=applied.version, src=applied.src, seq=applied.seq)
                 _tell(sender, ack)
+            if self.hub is not None:
+                # the first copy's broadcast may have been lost with the node that committed it
+                # (a failover): publish it again; subscribers ignore an op they already have
+                publish = Publish(
+                    c=self.c,
+                    d=self.d,
+                    v=applied.version,
+                    src=applied.src,
+                    frame=op_frame(self.c, self.d, applied),
+                    author=sender.path if sender is not None else None,
+                )
+                _tell(self.hub, publish)
             return
         for p in self.pending:
             if p.logged.record.version == applied.version:

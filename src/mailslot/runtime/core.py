@@ -1981,6 +1981,20 @@ class ActorSystem:
             cell = cell.children.get(part)
         return cell.ref if cell is not None and cell.state is not _STOPPED else None
 
+    def notify_backpressure(self, sender: ActorRef, target: ActorRef, *, slow: bool) -> None:
+        """Tell a local ``sender`` that ``target`` wants it to slow down, or that it may resume.
+
+        For refs that are not mailboxes (a cluster transport's remote refs): the sender's
+        ``slowed_down``/``resumed`` hook runs in its next turn, as for a full local mailbox.
+        Does nothing for a sender that is not a live local actor.
+        """
+        cell = _cell_of(sender)
+        if cell is None or cell.state is _STOPPED:
+            return
+        signal = SlowDown(target) if slow else Resume(target)
+        hook = "slowed_down" if slow else "resumed"
+        cell.post(functools.partial(cell.run_hook_named, hook, signal))
+
     def actor_statistics(self) -> list[ActorStatistics]:
         """A snapshot of every live actor under ``/user``."""
         return [c.statistics() for c in self._cells() if c is not self._user]
