@@ -432,6 +432,8 @@ class ClusterNode:
         self._flush_pending = False
         self._buffered = 0
         self._in_flight = 0
+        # seal open frames only while fewer than this many are unconfirmed (adaptive batching)
+        self._linger_below = max(1, config.publish_window // 4)
         self._pause_until = 0.0
         self._high = max(1, int(config.max_buffered * 0.8))
         self._low = max(0, int(config.max_buffered * 0.5))
@@ -768,6 +770,12 @@ class ClusterNode:
 
     def _flush(self) -> None:
         self._flush_pending = False
+        if self._in_flight < self._linger_below:
+            self._seal_open()
+        # else the broker is still confirming earlier frames: the open frames keep growing, and
+        # the publisher seals them when a confirm makes room (fewer, fuller frames under load)
+
+    def _seal_open(self) -> None:
         batches = self._builder.flush()
         if batches:
             self._out.extend(batches)
@@ -805,6 +813,8 @@ class ClusterNode:
         loop = asyncio.get_running_loop()
         window = self.config.publish_window
         while True:
+            if not self._out and self._in_flight < self._linger_below and len(self._builder):
+                self._out.extend(self._builder.flush())
             now = loop.time()
             if self._pause_until > now:
                 await self._sleep_publisher(self._pause_until - now)
