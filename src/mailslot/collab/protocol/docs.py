@@ -24,6 +24,7 @@ __all__ = [
     "DocSnapshot",
     "OpAcked",
     "OpBroadcast",
+    "Push",
     "SnapshotAt",
     "SubmitOp",
     "SubscribeDoc",
@@ -140,6 +141,17 @@ class OpBroadcast(_Msg, frozen=True):
     d: str
     v: int
     src: str
+    frame: str
+
+
+class Push(_Msg, frozen=True):
+    """A frame for one client from a service beside the documents (presence, notifications).
+
+    Droppable: presence is superseded by the next update, and a notification stays in the inbox.
+    """
+
+    __mailslot_droppable__: ClassVar[bool] = True
+
     frame: str
 
 
