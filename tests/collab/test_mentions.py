@@ -97,5 +97,6 @@ def test_excerpts_show_the_line_around_the_mention() -> None:
     ]
     text = excerpt(windows, "bob", limit=30)
     assert "@bob" in text
-    assert text.startswith("…") and text.endswith("…")
+    assert text.startswith("…")
+    assert text.endswith("…")
     assert "\n" not in text

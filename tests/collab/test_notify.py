@@ -1,4 +1,4 @@
-"""Notification dispatchers on the virtual clock, over a real SQLite directory and a fake webhook."""
+"""Notification dispatchers on the virtual clock, a real SQLite directory and a fake webhook."""
 
 from __future__ import annotations
 
