@@ -27,10 +27,10 @@ const store = {
 
 // ---- small helpers --------------------------------------------------------------------------
 
-function colorOf(name) {
+function colorOf(name, alpha = 1) {
   let h = 0;
   for (const ch of name) h = (h * 31 + ch.codePointAt(0)) % 360;
-  return `hsl(${h}, 68%, 42%)`;
+  return `hsla(${h}, 68%, 42%, ${alpha})`;
 }
 
 function escapeHtml(s) {
@@ -479,7 +479,7 @@ class App {
       s = Math.min(Math.max(0, s), len);
       e = Math.min(Math.max(0, e), len);
       const name = typeof p.name === "string" ? p.name.slice(0, 32) : "someone";
-      out.push({ id, start: Math.min(s, e), end: Math.max(s, e), caret: e, name, color: colorOf(name) });
+      out.push({ id, start: Math.min(s, e), end: Math.max(s, e), caret: e, name, color: colorOf(name), tint: colorOf(name, 0.22) });
     }
     return out;
   }
@@ -539,7 +539,7 @@ class App {
       unit = next;
       cp = m.at;
       const color = m.c.color;
-      if (m.kind === "open") html += `<mark style="background:${color}33">`;
+      if (m.kind === "open") html += `<mark style="background:${m.c.tint}">`;
       else if (m.kind === "close") html += "</mark>";
       else
         html += `<span class="caret" data-name="${escapeHtml(m.c.name)}" style="border-color:${color}"><span class="caret-label" style="background:${color}">${escapeHtml(m.c.name)}</span></span>`;
