@@ -55,7 +55,7 @@ async def browser() -> AsyncIterator[Any]:
         from playwright.async_api import async_playwright
     except ImportError:
         _unavailable("the playwright package is not installed")
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+    if shutil.which(CHROMIUM) is None:
         _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     async with async_playwright() as p:
         try:
@@ -107,7 +107,8 @@ async def sign_in(browser: Any, server: RunningServer, name: str, **size: int) -
 async def open_doc(page: Any, doc: str) -> None:
     await page.goto(page.url.split("#")[0] + f"#/d/{doc}")
     await page.wait_for_function(
-        "(d) => window.mailslot.doc && window.mailslot.doc.d === d && window.mailslot.doc.version !== null",
+        "(d) => window.mailslot.doc && window.mailslot.doc.d === d"
+        " && window.mailslot.doc.version !== null",
         arg=doc,
     )
 
@@ -205,7 +206,7 @@ async def test_a_mention_reaches_the_other_page(browser: Any, server: RunningSer
     assert "@bob" in await item.inner_text()
     await item.click()
     await bob.wait_for_function(
-        "() => document.querySelector('#badge').textContent === String(%d)" % before
+        "(n) => document.querySelector('#badge').textContent === String(n)", arg=before
     )
 
 
