@@ -64,7 +64,7 @@ from mailslot.collab.access import (
     sign_token,
     verify_token,
 )
-from mailslot.collab.notify import Shared, UnreadChanged
+from mailslot.collab.notify import Shared, UnreadChanged, notification_json
 from mailslot.errors import AccessDenied, ConfigError, InvalidKey, StoreError
 from mailslot.runtime import ActorRef
 from mailslot.store import Store
@@ -371,20 +371,7 @@ class Accounts:
             inbox = await directory.notifications(user, unread_only=unread_only, limit=limit)
             return JSONResponse(
                 {
-                    "notifications": [
-                        {
-                            "id": n.id,
-                            "kind": n.kind,
-                            "c": n.collection,
-                            "d": n.doc,
-                            "v": n.version,
-                            "author": n.author,
-                            "excerpt": n.excerpt,
-                            "ts": n.ts,
-                            "read": n.read_at is not None,
-                        }
-                        for n in inbox
-                    ],
+                    "notifications": [notification_json(n) for n in inbox],
                     "unread": await directory.unread_count(user),
                 }
             )

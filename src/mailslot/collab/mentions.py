@@ -6,7 +6,9 @@ A mention is ``@`` followed by a user name (:data:`~mailslot.collab.access.NAME_
 a trailing ``.``), where the ``@`` does not follow a name character (so ``ann@example.com`` is not
 one) and the name is *complete*: followed by a character that cannot continue it, or by the end
 of the document. Completeness is what lets a mention typed one character at a time (``@``, ``b``,
-``o``, ``b``, space) be found once, when it is finished, rather than as ``@b``, ``@bo``, ...
+``o``, ``b``, space) be found when it is finished. Typed in the middle of a line just before a
+space, every prefix (``@b``, ``@bo``) is complete too: those are candidates that the dispatcher
+drops unless such a user exists.
 
 An op creates a mention when the text around the places it edits holds more mentions of a name
 after the op than before. :func:`edit_sites` walks a text-unicode op and gives, for each insert or

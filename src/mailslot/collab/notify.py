@@ -68,6 +68,7 @@ __all__ = [
     "WebhookFailed",
     "notification_frame",
     "notification_id",
+    "notification_json",
 ]
 
 log = logging.getLogger("mailslot.collab.notify")
@@ -162,7 +163,8 @@ def notification_id(kind: str, collection: str, doc: str, version: int, user: st
     return f"{kind[0]}-{hashlib.sha256(key).hexdigest()[:24]}"
 
 
-def _public(n: Notification) -> dict[str, Any]:
+def notification_json(n: Notification) -> dict[str, Any]:
+    """A notification as clients see it (REST and ``x-notify``)."""
     return {
         "id": n.id,
         "kind": n.kind,
@@ -178,7 +180,7 @@ def _public(n: Notification) -> dict[str, Any]:
 
 def notification_frame(n: Notification, unread: int) -> str:
     """The ``x-notify`` message a live session gets."""
-    body = {"a": "x-notify", "notification": _public(n), "unread": unread}
+    body = {"a": "x-notify", "notification": notification_json(n), "unread": unread}
     return msgspec.json.encode(body).decode()
 
 
@@ -307,7 +309,7 @@ class NotificationDispatcher(Actor):
             self.context.self.tell(_Outcome(a, "no HTTP client to post webhooks with"))
             return
         n: Notification = a.notification
-        body = msgspec.json.encode({"user": self.user, "notification": _public(n)})
+        body = msgspec.json.encode({"user": self.user, "notification": notification_json(n)})
         headers = {
             "content-type": "application/json",
             "idempotency-key": n.id,
@@ -357,7 +359,7 @@ class NotificationDispatcher(Actor):
             url=a.url,
             attempts=a.attempt,
             error=error[:500],
-            payload=_public(n),
+            payload=notification_json(n),
             ts=self.config.now_ms(),
         )
         try:
