@@ -241,3 +241,42 @@ async def test_bad_requests_name_what_was_wrong(server: RunningServer) -> None:
         assert dead.json() == {"dead_letters": []}
         assert (await http.get("/")).status_code == 200
         assert (await http.get("/web/nope.js")).status_code == 404
+
+
+async def test_webhooks_are_posted_with_an_idempotency_key(tmp_path: Path) -> None:
+    """The default poster (httpx) against a small HTTP endpoint on loopback."""
+    received: asyncio.Queue[tuple[dict[str, str], dict[str, Any]]] = asyncio.Queue()
+
+    async def endpoint(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        headers = dict(line.split(": ", 1) for line in head.split("\r\n")[1:] if ": " in line)
+        headers = {k.lower(): v for k, v in headers.items()}
+        body = await reader.readexactly(int(headers["content-length"]))
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+        await received.put((headers, json.loads(body)))
+
+    hook = await asyncio.start_server(endpoint, "127.0.0.1", 0)
+    port = hook.sockets[0].getsockname()[1]
+    running = await serve(tmp_path)
+    try:
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            ann, bob = await login(http, "ann"), await login(http, "bob")
+            url = f"http://127.0.0.1:{port}/hook"
+            auth_bob = {"authorization": bob["authorization"]}
+            assert (await http.put("/api/me/webhook", json={"url": url}, headers=auth_bob)).json()[
+                "webhook"
+            ] == url
+            auth_ann = {"authorization": ann["authorization"]}
+            await http.post("/api/docs", json={"id": "h", "text": ""}, headers=auth_ann)
+            await http.post("/api/docs/h/members", json={"user": "bob"}, headers=auth_ann)
+            headers, body = await asyncio.wait_for(received.get(), WAIT)
+            assert body["user"] == "bob"
+            assert body["notification"]["kind"] == "share"
+            assert headers["idempotency-key"] == body["notification"]["id"]
+            assert headers["content-type"] == "application/json"
+    finally:
+        await running.stop()
+        hook.close()
+        await hook.wait_closed()
