@@ -200,6 +200,8 @@ async def test_bad_tokens_and_no_dev_login(tmp_path: Path) -> None:
             assert (await http.get("/api/me")).status_code == 401
             forged = await http.get("/api/docs/x", headers={"authorization": "Bearer x.y"})
             assert forged.status_code == 403
+            assert (await http.get("/api/docs")).status_code == 401
+            assert (await http.post("/api/docs", json={"id": "a"})).status_code == 401
 
             out = io.StringIO()
             with contextlib.redirect_stdout(out):

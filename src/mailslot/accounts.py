@@ -261,6 +261,14 @@ class Accounts:
         if self.gateway is not None:
             self.gateway.tell(change)
 
+    async def may_use_api(self, conn: HTTPConnection) -> bool:
+        """Whether a request may list or create documents: signed in, or anonymous in dev mode."""
+        try:
+            user = await self.user_of(conn)
+        except AccessDenied:
+            return False
+        return user is not None or self.dev_login
+
     async def may_read(self, conn: HTTPConnection, collection: str, doc: str) -> bool:
         """Whether this request may read the document (REST reads follow the socket rules)."""
         try:

@@ -14,7 +14,10 @@ REST (JSON):
 - ``GET /api/docs/{id}``: its latest snapshot, or ``?v=N`` for the snapshot at version N;
 - ``GET /api/docs/{id}/history?limit=50&offset=0``: its ops, newest first, with versions and
   timestamps;
-- ``GET /metrics`` (Prometheus), ``GET /dashboard`` (a live page) and ``/dashboard/data``.
+- ``GET /metrics`` (Prometheus), ``GET /dashboard`` (a live page) and ``/dashboard/data``;
+- users, sharing, the inbox and the browser editor at ``/``: see :mod:`mailslot.accounts`. With a
+  token, a created document is owned by its creator and document reads follow the access rules;
+  with dev login off, listing and creating need a token.
 
 Every bad request gets a 4xx answer naming what was wrong; the server keeps serving.
 """
@@ -257,6 +260,8 @@ def build_app(node: Node) -> Starlette:
         )
 
     async def list_docs(request: Request) -> Response:
+        if not await accounts.may_use_api(request):
+            return _error(401, "sign in first: send 'Authorization: Bearer <token>'")
         c = _collection(request)
         limit = _int_param(request, "limit", 1000, lo=1, hi=10_000)
         after = request.query_params.get("after")
@@ -271,6 +276,8 @@ def build_app(node: Node) -> Starlette:
         )
 
     async def create_doc(request: Request) -> Response:
+        if not await accounts.may_use_api(request):
+            return _error(401, "sign in first: send 'Authorization: Bearer <token>'")
         c = _collection(request)
         try:
             body = msgspec.json.decode(await request.body(), type=_CreateBody)
