@@ -24,8 +24,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
-pytest: $(STAMP) js/node_modules
+pytest: $(STAMP) js/node_modules chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The browser tests drive Debian's Chromium (never a browser download of Playwright's own). Installed
+# when missing and possible (root); without it the browser tests skip, or fail in CI.
+CHROMIUM ?= /usr/bin/chromium
+.PHONY: chromium
+chromium:
+	@test -x $(CHROMIUM) || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		(apt-get install -y --no-install-recommends chromium || \
+		 (apt-get update && apt-get install -y --no-install-recommends chromium))) || \
+		echo "make: no $(CHROMIUM) and cannot install it: the browser tests will skip"
 
 # The npm packages the tests and benchmarks run against (reference implementations, peers).
 js/node_modules: js/package.json js/package-lock.json

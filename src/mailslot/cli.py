@@ -57,6 +57,11 @@ def _build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="JSON lines, or a console format (auto: console in a terminal)",
     )
+    serve.add_argument(
+        "--no-dev-login",
+        action="store_true",
+        help="turn off name-only sign-in and anonymous sockets (tokens from 'mailslot user add')",
+    )
     bench = sub.add_parser("bench", help="run a benchmark suite (mailslot bench SUITE --help)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     from mailslot.migrate import lockprof
@@ -65,6 +70,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from mailslot.cluster import cli as cluster_cli
 
     cluster_cli.add_cli(sub)
+    from mailslot import accounts
+
+    accounts.add_cli(sub)
     return parser
 
 
@@ -94,6 +102,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     def ready(url: str) -> None:
         print(f"mailslot is serving on {url}  (WebSocket {url.replace('http', 'ws')}/ws)")
+        if not args.no_dev_login:
+            print("dev login is ON: anyone may sign in by name (--no-dev-login turns it off)")
         print(f"database: {args.db}; press Ctrl-C to stop")
         sys.stdout.flush()
 
@@ -106,6 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
             node_id=args.node_id,
             cluster_prefix=args.cluster_prefix,
             shards=args.shards,
+            dev_login=not args.no_dev_login,
         )
         _run(serve(config, ready=ready))
     except ConfigError as exc:
@@ -161,6 +172,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return lockprof.run_cli(args)
         except ConfigError as exc:
             print(f"mailslot lockprof: error: {exc}", file=sys.stderr)
+            return 2
+    if args.command == "user":
+        from mailslot import accounts
+
+        try:
+            return accounts.run_cli(args)
+        except ConfigError as exc:
+            print(f"mailslot user: error: {exc}", file=sys.stderr)
             return 2
     parser.error(f"unknown command {args.command!r}")
 

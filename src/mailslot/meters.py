@@ -187,6 +187,41 @@ _SPECS: tuple[MetricSpec, ...] = (
         "mailslot_gateway_closes_total", _C, "gateway", "Connections closed, by close code.",
         ("code",),
     ),
+    # presence
+    _spec("mailslot_presence_updates_total", _C, "presence", "Presence updates received."),
+    _spec(
+        "mailslot_presence_frames_total", _C, "presence",
+        "Presence frames sent to sessions (updates, leaves, replies, re-send requests).",
+    ),
+    _spec(
+        "mailslot_presence_transformed_total", _C, "presence",
+        "Presence updates moved forward past ops committed since their version.",
+    ),
+    _spec(
+        "mailslot_presence_leaves_total", _C, "presence",
+        "Presences that left (unsubscribe, closed socket, missed heartbeats).",
+    ),
+    _spec(
+        "mailslot_presence_expired_total", _C, "presence",
+        "Sessions whose presences left because their pings stopped.",
+    ),
+    # notifications
+    _spec(
+        "mailslot_notify_created_total", _C, "notify",
+        "Notifications stored in an inbox, by kind (mention, share).", ("kind",),
+    ),
+    _spec(
+        "mailslot_notify_duplicates_total", _C, "notify",
+        "Notifications already in the inbox (a redelivered cause), not delivered again.",
+    ),
+    _spec(
+        "mailslot_notify_live_total", _C, "notify",
+        "Notification frames sent to open sessions.",
+    ),
+    _spec(
+        "mailslot_notify_webhook_total", _C, "notify",
+        "Webhook deliveries, by outcome (delivered, retried, dead).", ("outcome",),
+    ),
     # store
     _spec(
         "mailslot_store_commit_batch_size", _H, "store", "Operations per store commit.", (),
@@ -491,6 +526,17 @@ class Meters:
         self.gateway_frames = self._counter("mailslot_gateway_frames_total")
         self.gateway_bytes = self._counter("mailslot_gateway_bytes_total")
         self.gateway_closes = self._counter("mailslot_gateway_closes_total")
+        # presence
+        self.presence_updates = self._counter("mailslot_presence_updates_total")
+        self.presence_frames = self._counter("mailslot_presence_frames_total")
+        self.presence_transformed = self._counter("mailslot_presence_transformed_total")
+        self.presence_leaves = self._counter("mailslot_presence_leaves_total")
+        self.presence_expired = self._counter("mailslot_presence_expired_total")
+        # notifications
+        self.notify_created = self._counter("mailslot_notify_created_total")
+        self.notify_duplicates = self._counter("mailslot_notify_duplicates_total")
+        self.notify_live = self._counter("mailslot_notify_live_total")
+        self.notify_webhook = self._counter("mailslot_notify_webhook_total")
         # store
         self.store_commit_batch_size = self._histogram("mailslot_store_commit_batch_size")
         self.store_commit_seconds = self._histogram("mailslot_store_commit_seconds")

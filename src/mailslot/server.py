@@ -14,7 +14,10 @@ REST (JSON):
 - ``GET /api/docs/{id}``: its latest snapshot, or ``?v=N`` for the snapshot at version N;
 - ``GET /api/docs/{id}/history?limit=50&offset=0``: its ops, newest first, with versions and
   timestamps;
-- ``GET /metrics`` (Prometheus), ``GET /dashboard`` (a live page) and ``/dashboard/data``.
+- ``GET /metrics`` (Prometheus), ``GET /dashboard`` (a live page) and ``/dashboard/data``;
+- users, sharing, the inbox and the browser editor at ``/``: see :mod:`mailslot.accounts`. With a
+  token, a created document is owned by its creator and document reads follow the access rules;
+  with dev login off, listing and creating need a token.
 
 Every bad request gets a 4xx answer naming what was wrong; the server keeps serving.
 """
@@ -41,6 +44,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from mailslot.accounts import Accounts, load_secret
 from mailslot.collab.document import DocumentConfig, DocumentManager
 from mailslot.collab.gateway import (
     Gateway,
@@ -51,11 +55,14 @@ from mailslot.collab.gateway import (
     serve_websocket,
 )
 from mailslot.collab.hub import Hub
+from mailslot.collab.notify import NotificationManager, NotifyConfig
+from mailslot.collab.presence import PresenceConfig, PresenceManager
 from mailslot.collab.protocol.docs import DocError, DocSnapshot, OpAcked, SnapshotAt, SubmitOp
 from mailslot.errors import AskTimeout, ConfigError, MailslotError
 from mailslot.observe import Observability, observability_from_env
 from mailslot.runtime import ActorRef, ActorSystem
 from mailslot.store import GroupCommitter, Store, open_store
+from mailslot.store.directory import Directory
 
 __all__ = ["Node", "NodeConfig", "RunningServer", "build_app", "serve", "start_server"]
 
@@ -83,6 +90,16 @@ class NodeConfig:
     node_id: str | None = None
     cluster_prefix: str = "mailslot"
     shards: int = 64
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    #: name-only sign-in and anonymous sockets (the embedded default; ``--no-dev-login``: off)
+    dev_login: bool = True
+    #: signs session tokens (else MAILSLOT_SECRET, else ``secret.key`` beside the SQLite file)
+    secret: str | None = None
+    #: the transport heartbeat: a WebSocket ping every this many seconds...
+    ws_ping_interval: float = 20.0
+    #: ...and the socket closes if its pong takes longer than this (presence then leaves)
+    ws_ping_timeout: float = 20.0
 
 
 class Node:
@@ -105,6 +122,8 @@ class Node:
             config,
             documents=dataclasses.replace(config.documents, meters=meters),
             gateway=dataclasses.replace(config.gateway, meters=meters),
+            presence=dataclasses.replace(config.presence, meters=meters),
+            notify=dataclasses.replace(config.notify, meters=meters),
         )
         self.system = ActorSystem("mailslot", instrumentation=self.obs.instrumentation)
         self.store = store or open_store(config.db)
@@ -114,6 +133,9 @@ class Node:
         self.gateway: ActorRef | None = None
         self.batcher = WriteBatcher()
         self.cluster: Any = None  # a mailslot.cluster.ClusterNode in cluster mode
+        self.presence: ActorRef | None = None
+        self.notifier: ActorRef | None = None
+        self.accounts: Accounts | None = None
         self._started = False
 
     async def start(self) -> None:
@@ -122,25 +144,60 @@ class Node:
         self.system.start()
         self.hub = self.system.spawn(Hub, name="hub")
         hub = self.hub
+        directory = Directory(self.store)
+        self.notifier = self.system.spawn(
+            lambda: NotificationManager(directory=directory, config=self.config.notify),
+            name="notify",
+        )
+        notifier = self.notifier
+        # documents tell this node's notifier about the @mentions their ops create
+        self.config = dataclasses.replace(
+            self.config, documents=dataclasses.replace(self.config.documents, mentions=notifier)
+        )
+        documents = self.config.documents
         if self.config.broker is not None:
             from mailslot.collab.cluster import join_cluster
 
-            await join_cluster(self)
+            await join_cluster(self)  # sets manager and gateway (presence is per node: off)
+            self._start_accounts()
             self._started = True
             return
         self.manager = self.system.spawn(
             lambda: DocumentManager(
-                store=self.store, committer=self.committer, hub=hub, config=self.config.documents
+                store=self.store, committer=self.committer, hub=hub, config=documents
             ),
             name="docs",
             mailbox_capacity=100_000,
         )
         manager = self.manager
+        self.presence = self.system.spawn(
+            lambda: PresenceManager(hub=hub, documents=manager, config=self.config.presence),
+            name="presence",
+            mailbox_capacity=self.config.presence.mailbox,
+        )
+        presence = self.presence
         self.gateway = self.system.spawn(
-            lambda: Gateway(manager=manager, hub=hub, config=self.config.gateway),
+            lambda: Gateway(
+                manager=manager,
+                hub=hub,
+                presence=presence,
+                notifier=notifier,
+                config=self.config.gateway,
+            ),
             name="gateway",
         )
+        self._start_accounts()
         self._started = True
+
+    def _start_accounts(self) -> None:
+        assert self.gateway is not None
+        self.accounts = Accounts(
+            self.store,
+            secret=load_secret(self.config.db, self.config.secret),
+            dev_login=self.config.dev_login,
+            gateway=self.gateway,
+            notifier=self.notifier,
+        )
 
     async def stop(self) -> None:
         if not self._started:
@@ -212,6 +269,9 @@ class _CreateBody(msgspec.Struct, forbid_unknown_fields=True):
 def build_app(node: Node) -> Starlette:
     """The HTTP and WebSocket application of ``node``."""
 
+    accounts = node.accounts
+    assert accounts is not None, "start the node before building its app"
+
     async def healthz(request: Request) -> Response:
         stats = node.system.statistics()
         docs = stats.by_type.get("DocumentActor")
@@ -239,6 +299,8 @@ def build_app(node: Node) -> Starlette:
         )
 
     async def list_docs(request: Request) -> Response:
+        if not await accounts.may_use_api(request):
+            return _error(401, "sign in first: send 'Authorization: Bearer <token>'")
         c = _collection(request)
         limit = _int_param(request, "limit", 1000, lo=1, hi=10_000)
         after = request.query_params.get("after")
@@ -253,6 +315,8 @@ def build_app(node: Node) -> Starlette:
         )
 
     async def create_doc(request: Request) -> Response:
+        if not await accounts.may_use_api(request):
+            return _error(401, "sign in first: send 'Authorization: Bearer <token>'")
         c = _collection(request)
         try:
             body = msgspec.json.decode(await request.body(), type=_CreateBody)
@@ -279,10 +343,14 @@ def build_app(node: Node) -> Starlette:
             status = 409 if reply.code == "ERR_DOC_ALREADY_CREATED" else 400
             return JSONResponse({"error": reply.message, "code": reply.code}, status_code=status)
         assert isinstance(reply, OpAcked)
+        assert node.accounts is not None
+        await node.accounts.created(request, c, doc)
         return JSONResponse({"id": doc, "version": reply.v + 1}, status_code=201)
 
     async def get_doc(request: Request) -> Response:
         c, doc = _collection(request), _doc_id(request)
+        if not await accounts.may_read(request, c, doc):
+            return _error(403, f"you may not read {c}/{doc}")
         v = _int_param(request, "v", None, lo=0, hi=2**53)
         reply = await node.ask_document(SnapshotAt(tag=1, c=c, d=doc, version=v))
         if isinstance(reply, DocError):
@@ -294,6 +362,8 @@ def build_app(node: Node) -> Starlette:
 
     async def history(request: Request) -> Response:
         c, doc = _collection(request), _doc_id(request)
+        if not await accounts.may_read(request, c, doc):
+            return _error(403, f"you may not read {c}/{doc}")
         limit = _int_param(request, "limit", 50, lo=1, hi=1000) or 50
         offset = _int_param(request, "offset", 0, lo=0, hi=2**31) or 0
         ops = await node.store.history(c, doc, limit=limit, offset=offset)
@@ -317,7 +387,20 @@ def build_app(node: Node) -> Starlette:
 
     async def websocket(ws: WebSocket) -> None:
         assert node.gateway is not None
-        await serve_websocket(ws, node.gateway, node.config.gateway, batcher=node.batcher)
+        assert node.accounts is not None
+        who = await node.accounts.websocket_session(ws)
+        if who is None:
+            await ws.close(code=1008)  # before the upgrade: the client sees HTTP 403
+            return
+        user, grants = who
+        await serve_websocket(
+            ws,
+            node.gateway,
+            node.config.gateway,
+            user=user,
+            permission=grants,
+            batcher=node.batcher,
+        )
 
     def guarded(
         handler: Callable[[Request], Awaitable[Response]],
@@ -353,6 +436,7 @@ def build_app(node: Node) -> Starlette:
         Route("/api/docs/{doc}/history", guarded(history), methods=["GET"]),
         WebSocketRoute("/ws", websocket),
         *observe.routes,  # /metrics, /dashboard, /dashboard/data
+        *accounts.routes(collection=DEFAULT_COLLECTION),  # users, sharing, inbox, the editor
     ]
     return Starlette(routes=routes)
 
@@ -437,6 +521,8 @@ async def start_server(config: NodeConfig, *, node: Node | None = None) -> Runni
         host=config.host,
         port=config.port,
         ws_max_size=config.ws_max_size,
+        ws_ping_interval=config.ws_ping_interval,
+        ws_ping_timeout=config.ws_ping_timeout,
         ws=_WebSocketProtocol if config.direct_writes else "websockets-sansio",
         # compression would deflate every broadcast once per subscriber: no "encode once"
         ws_per_message_deflate=False,

@@ -45,7 +45,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from mailslot.collab import ot
+from mailslot.collab import mentions, ot
 from mailslot.collab.protocol.docs import (
     DocError,
     DocOps,
@@ -119,6 +119,9 @@ class DocumentConfig:
     now_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     meters: Meters | None = None
     mailbox_capacity: int = 10_000
+    #: told a :class:`~mailslot.collab.mentions.Mentioned` for each committed op that creates
+    #: ``@name`` mentions (the notification dispatcher); ``None``: mentions are not looked for
+    mentions: ActorRef | None = None
 
 
 class Publish(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -173,6 +176,7 @@ class _Pending:
     arrived: float = 0.0
     done: bool = False
     again: list[tuple[ActorRef, int]] = field(default_factory=list)
+    mentioned: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,16 +498,24 @@ class DocumentActor(Actor):
             self.reject(sender, m.tag, ERR_OVERLOADED, "too many ops waiting to be committed")
             return
         undo: tuple[Any, ...]
+        mentioned = None
         if kind == "op":
             if self.type is None or self.text is None:
                 self.reject(sender, m.tag, ERR_DOC_DOES_NOT_EXIST, "Document does not exist")
                 return
+            text = self.text
             try:  # op was checked and normalized on arrival (or made by transform)
-                inverse = ot.invert(ot.make_invertible(op, self.text, checked=True), checked=True)
-                self.text.apply(op, checked=True)
+                inverse = ot.invert(ot.make_invertible(op, text, checked=True), checked=True)
+                scan = None
+                if self.config.mentions is not None:
+                    scan = mentions.scan_op(op, text.slice, len(text))
+                text.apply(op, checked=True)
             except OTError as exc:
                 self.reject(sender, m.tag, ERR_OT_OP_NOT_APPLIED, str(exc))
                 return
+            if scan is not None:
+                found = mentions.mentions_created(scan, text.slice, len(text))
+                mentioned = found if found[0] else None
             undo = ("op", inverse)
         elif kind == "create":
             if self.type is not None:
@@ -545,7 +557,16 @@ class DocumentActor(Actor):
         self.log.append(logged)
         missed = tuple(self.frame_of(x) for x in since)
         self.pending.append(
-            _Pending(logged, sender, m.tag, missed, undo, future, time.perf_counter())
+            _Pending(
+                logged,
+                sender,
+                m.tag,
+                missed,
+                undo,
+                future,
+                time.perf_counter(),
+                mentioned=mentioned,
+            )
         )
         version = record.version
         self.context.pipe_to_self(
@@ -625,6 +646,19 @@ class DocumentActor(Actor):
                     author=p.author.path if p.author is not None else None,
                 )
                 _tell(self.hub, publish)
+            if p.mentioned is not None:
+                names, excerpts = p.mentioned
+                _tell(
+                    self.config.mentions,
+                    mentions.Mentioned(
+                        collection=self.c,
+                        doc=self.d,
+                        version=record.version,
+                        author=record.user,
+                        names=names,
+                        excerpts=excerpts,
+                    ),
+                )
         self._trim_log()
         if self.committed - self.snapshot_version >= self.config.snapshot_every:
             self.save_snapshot()

@@ -41,13 +41,17 @@ from typing import Any, Protocol
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from mailslot.collab.access import AccessChanged, Grants
 from mailslot.collab.hub import HubSubscribe, HubUnsubscribe
+from mailslot.collab.notify import Online
+from mailslot.collab.presence import presence_message
 from mailslot.collab.protocol.docs import (
     DocError,
     DocOps,
     DocSnapshot,
     OpAcked,
     OpBroadcast,
+    Push,
     SubscribeDoc,
     UnsubscribeDoc,
 )
@@ -62,6 +66,7 @@ from mailslot.collab.protocol.session import (
     ToDocument,
 )
 from mailslot.collab.wsframe import text_frame
+from mailslot.errors import MailboxFull
 from mailslot.meters import Meters
 from mailslot.runtime import Actor, ActorRef, Directive, SupervisorStrategy, Terminated
 
@@ -421,6 +426,7 @@ class SessionActor(Actor):
         hub: ActorRef,
         presence: ActorRef | None = None,
         user: str | None = None,
+        notifier: ActorRef | None = None,
     ) -> None:
         self.conn = conn
         self.session = session
@@ -428,10 +434,17 @@ class SessionActor(Actor):
         self.hub = hub
         self.presence = presence
         self.user = user
+        self.notifier = notifier
+
+    def started(self) -> None:
+        if self.notifier is not None and self.user is not None:
+            self.notifier.tell(Online(self.user), self.context.self)
 
     def receive(self, message: Any) -> None:
         if isinstance(message, OpBroadcast):
             self.conn.send_framed(message.wire, message.frame)
+        elif isinstance(message, Push):
+            self.conn.send(message.frame)
         elif isinstance(message, ClientFrame):
             self.run(self.session.receive(message.text))
         elif isinstance(message, DocSnapshot | DocOps | OpAcked | DocError):
@@ -442,8 +455,25 @@ class SessionActor(Actor):
             self.on_other(message)
 
     def on_other(self, message: Any) -> None:
-        """Messages of later layers (presence, notifications) arrive here."""
-        self.context.unhandled(message)
+        """Messages of later layers arrive here: access changes for this session's user."""
+        if isinstance(message, AccessChanged):
+            self.access_changed(message)
+        else:
+            self.context.unhandled(message)
+
+    def access_changed(self, change: AccessChanged) -> None:
+        """A share or a revocation: future requests follow it; a document it may no longer read
+        stops reaching this client, which is told with an ``x-access`` message."""
+        grants = self.session.permission
+        if not isinstance(grants, Grants) or change.user != grants.user:
+            return
+        grants.update(change)
+        key = (change.collection, change.doc)
+        if change.role is None and key in self.session.subscriptions:
+            self.session.subscriptions.discard(key)
+            self.hub.tell(HubUnsubscribe(*key), self.context.self)
+        frame = {"a": "x-access", "c": change.collection, "d": change.doc, "role": change.role}
+        self.conn.send(msgspec.json.encode(frame).decode())
 
     def run(self, effects: list[Effect]) -> None:
         me = self.context.self
@@ -466,9 +496,12 @@ class SessionActor(Actor):
                 self.on_presence(effect)
 
     def on_presence(self, command: PresenceCommand) -> None:
-        """Presence lands with the presence issue; until then presence is not supported."""
+        """To the presence manager; under overload an update is dropped, never the session."""
         if self.presence is not None:
-            self.presence.tell(command, self.context.self)
+            try:
+                self.presence.tell(presence_message(command), self.context.self)
+            except MailboxFull:
+                log.warning("presence is overloaded: %s dropped", type(command.request).__name__)
 
     def slowed_down(self, target: ActorRef) -> None:
         self.conn.pause_reading()
@@ -495,12 +528,14 @@ class Gateway(Actor):
         manager: ActorRef,
         hub: ActorRef,
         presence: ActorRef | None = None,
+        notifier: ActorRef | None = None,
         config: GatewayConfig | None = None,
         session_factory: Callable[..., SessionActor] | None = None,
     ) -> None:
         self.manager = manager
         self.hub = hub
         self.presence = presence
+        self.notifier = notifier
         self.config = config or GatewayConfig()
         self.session_factory = session_factory or SessionActor
         self.opened = 0
@@ -513,6 +548,12 @@ class Gateway(Actor):
             self.context.reply(self.open(message))
         elif isinstance(message, GatewayStats):
             self.context.reply(self.statistics())
+        elif isinstance(message, AccessChanged):
+            for ref in self.conns:  # only sessions of that user act on it
+                try:
+                    ref.tell(message)
+                except MailboxFull:  # that session is closed as a slow consumer soon anyway
+                    log.warning("session %s missed an access change", ref)
         elif isinstance(message, Terminated):
             conn = self.conns.pop(message.actor, None)
             if conn is not None:
@@ -541,6 +582,7 @@ class Gateway(Actor):
                 hub=self.hub,
                 presence=self.presence,
                 user=request.user,
+                notifier=self.notifier,
             ),
             name=f"s-{src}",
             mailbox_capacity=self.config.session_mailbox,

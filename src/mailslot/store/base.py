@@ -267,6 +267,14 @@ class Store(AsyncResource):
     async def _fetch(self, query: str, args: tuple[Any, ...]) -> list[Row]:
         """Run one read query (``?`` placeholders) and return its rows."""
 
+    async def _write(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> list[int]:
+        """Run write statements (``?`` placeholders) in one transaction, all or nothing.
+
+        Returns the number of rows each statement changed. The tables beside the op log (users,
+        memberships, notifications: :mod:`mailslot.store.directory`) are written with this.
+        """
+        raise StoreError(f"{type(self).__name__} does not support general writes")
+
     async def migrations(self) -> list[str]:
         """The ids of the migrations applied to the database, oldest first."""
         return [row[0] for row in await self._fetch(APPLIED_MIGRATIONS, ())]

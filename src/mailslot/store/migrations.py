@@ -101,6 +101,50 @@ MIGRATIONS: tuple[Migration, ...] = (
             PRIMARY KEY (collection, doc, version)
         )""",
     ),
+    portable(
+        "users-1-accounts",
+        """CREATE TABLE users (
+            name TEXT PRIMARY KEY,
+            created {int} NOT NULL,
+            webhook TEXT
+        )""",
+        """CREATE TABLE members (
+            collection TEXT NOT NULL,
+            doc TEXT NOT NULL,
+            user_name TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('owner', 'write', 'read')),
+            since {int} NOT NULL,
+            PRIMARY KEY (collection, doc, user_name)
+        )""",
+        "CREATE INDEX members_by_user ON members (user_name, collection, doc)",
+    ),
+    portable(
+        "notify-1-inbox",
+        """CREATE TABLE notifications (
+            id TEXT PRIMARY KEY,
+            user_name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            collection TEXT NOT NULL,
+            doc TEXT NOT NULL,
+            version {int} NOT NULL,
+            author TEXT,
+            excerpt TEXT NOT NULL,
+            ts {int} NOT NULL,
+            read_at {int}
+        )""",
+        "CREATE INDEX notifications_by_user ON notifications (user_name, ts)",
+        """CREATE TABLE webhook_dead_letters (
+            id TEXT PRIMARY KEY,
+            user_name TEXT NOT NULL,
+            notification_id TEXT NOT NULL,
+            url TEXT NOT NULL,
+            attempts {int} NOT NULL,
+            error TEXT NOT NULL,
+            payload {json} NOT NULL,
+            ts {int} NOT NULL
+        )""",
+        "CREATE INDEX webhook_dead_letters_by_user ON webhook_dead_letters (user_name, ts)",
+    ),
 )
 """Every migration, in the order they apply. Append only."""
 

@@ -203,6 +203,15 @@ class PostgresStore(Store):
             check_snapshot_fits(snapshot, head)
             await conn.execute(numbered(UPSERT_SNAPSHOT), *row)
 
+    async def _write(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> list[int]:
+        counts: list[int] = []
+        async with self._transaction("write") as conn:
+            for query, args in statements:
+                status = await conn.execute(numbered(query), *args)
+                last = status.rsplit(" ", 1)[-1]
+                counts.append(int(last) if last.isdigit() else 0)
+        return counts
+
     async def _fetch(self, query: str, args: tuple[Any, ...]) -> list[Row]:
         if self._pool is None:
             raise StoreError(f"{self!r} is not open")

@@ -143,6 +143,9 @@ class SqliteStore(Store):
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         await self._on(self._writer, self._save_snapshot, snapshot, snapshot_row(snapshot))
 
+    async def _write(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> list[int]:
+        return await self._on(self._writer, self._write_all, list(statements))
+
     async def _fetch(self, query: str, args: tuple[Any, ...]) -> list[Row]:
         if self.in_memory:
             return await self._on(self._writer, self._read_writer, query, args)
@@ -234,6 +237,11 @@ class SqliteStore(Store):
             head = conn.execute(SELECT_HEAD, (snapshot.collection, snapshot.doc)).fetchone()
             check_snapshot_fits(snapshot, None if head is None else head[0])
             conn.execute(UPSERT_SNAPSHOT, row)
+
+    def _write_all(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
+        conn = self._writer_conn()
+        with self._transaction(conn, "write"):
+            return [conn.execute(query, args).rowcount for query, args in statements]
 
     def _read_writer(self, query: str, args: tuple[Any, ...]) -> list[Row]:
         with _translated("read"):

@@ -24,6 +24,7 @@ __all__ = [
     "DocSnapshot",
     "OpAcked",
     "OpBroadcast",
+    "Push",
     "SnapshotAt",
     "SubmitOp",
     "SubscribeDoc",
@@ -142,6 +143,17 @@ class OpBroadcast(_Msg, frozen=True):
     src: str
     frame: str
     wire: bytes = b""  # ``frame`` as one WebSocket text frame, built once for every subscriber
+
+
+class Push(_Msg, frozen=True):
+    """A frame for one client from a service beside the documents (presence, notifications).
+
+    Droppable: presence is superseded by the next update, and a notification stays in the inbox.
+    """
+
+    __mailslot_droppable__: ClassVar[bool] = True
+
+    frame: str
 
 
 def snapshot_data(v: int, type_uri: str | None, data: Any) -> dict[str, Any]:

@@ -126,9 +126,10 @@ class ToDocument:
 
 @dataclass(frozen=True, slots=True)
 class PresenceCommand:
-    """A presence request for the presence layer (``ps``, ``pu``, ``p``, ``pr``)."""
+    """A presence request for the presence layer (``ps``, ``pu``, ``p``, ``pr``), or a ping
+    (``pp``) from a session that subscribes to presence: its heartbeat."""
 
-    request: PresenceSubscribe | PresenceUnsubscribe | PresenceUpdate | PresenceRequest
+    request: PresenceSubscribe | PresenceUnsubscribe | PresenceUpdate | PresenceRequest | Ping
     src: str
 
 
@@ -247,7 +248,10 @@ class Session:
         if isinstance(request, Handshake):
             return self._handshake(request)
         if isinstance(request, Ping):
-            return [Send('{"a":"pp"}')]
+            pong: list[Effect] = [Send('{"a":"pp"}')]
+            if self.presence_channels:
+                pong.append(PresenceCommand(request, self.src))
+            return pong
         if isinstance(request, PresenceUpdate | PresenceSubscribe | PresenceUnsubscribe):
             if isinstance(request, PresenceSubscribe):
                 self.presence_channels.add(request.ch)
