@@ -194,6 +194,12 @@ async def test_old_versions_move_forward_past_the_ops_since(env: Env) -> None:
     await env.docs.expect_no_message(within=1)
     assert env.meters.presence_transformed.value == 2
 
+    # ann's socket closes: her presence leaves at the document's latest version (a client at
+    # that version would otherwise wait for ops to catch the stale leave up, as ShareDB's does)
+    await env.kit.system.stop(ann.ref)
+    gone = await frame(bob)
+    assert (gone["id"], gone["p"], gone["v"]) == ("a", None, 4)
+
 
 async def test_leaving_on_unsubscribe_close_and_missed_heartbeats(env: Env) -> None:
     ann, bob, cat = env.session("ann"), env.session("bob"), env.session("cat")

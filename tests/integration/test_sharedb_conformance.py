@@ -35,7 +35,7 @@ SCENARIOS = {
 # The fixture starts each with mailslot.bench.collab.start_target(name).
 TARGETS: dict[str, list[str]] = {
     "sharedb": [],
-    "mailslot": ["--skip", "presence"],  # presence lands with issue 4
+    "mailslot": [],
 }
 
 

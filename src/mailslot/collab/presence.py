@@ -296,6 +296,11 @@ class PresenceActor(Actor):
                 del self.presences[(ref, pid)]
                 self.waiting.pop((ref, pid), None)
                 gone = {**entry.message, "p": None}
+                v = gone.get("v")
+                if isinstance(v, int) and self.version is not None and v < self.version:
+                    # a leave is as current as the document (ShareDB moves it forward too): a
+                    # client at a newer version would otherwise wait for ops to catch it up
+                    gone["v"] = self.version
                 self.broadcast(_frame(gone), session, ack=False)
                 if self.meters is not None:
                     self.meters.presence_leaves.inc()
