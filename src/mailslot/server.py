@@ -421,13 +421,7 @@ def build_app(node: Node) -> Starlette:
     meters = node.obs.meters
     meters.docs_open.set_function(lambda: node.count("DocumentActor"))
     meters.sessions.set_function(lambda: node.count("SessionActor"))
-    observe = node.obs.app(
-        node.system,
-        extra_gauges={
-            "documents open": lambda: node.count("DocumentActor"),
-            "sessions": lambda: node.count("SessionActor"),
-        },
-    )
+    observe = node.obs.app(node.system)  # docs open and sessions come from the meters above
     routes = [
         Route("/healthz", guarded(healthz)),
         Route("/api/docs", guarded(list_docs), methods=["GET"]),

@@ -26,46 +26,11 @@ from typing import Any
 import pytest
 
 from mailslot.server import NodeConfig, RunningServer, start_server
-from tests.conftest import IN_CI
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = os.environ.get("MAILSLOT_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_MS = 15_000 * float(os.environ.get("MAILSLOT_TEST_TIMEOUT_FACTOR", "1"))
-
-
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: the browser tests must run)")
-    pytest.skip(reason)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed")
-    if shutil.which(CHROMIUM) is None:
-        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    async with async_playwright() as p:
-        try:
-            launched = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        except Exception as exc:
-            _unavailable(f"Chromium did not start: {exc}")
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.fixture
