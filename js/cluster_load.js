@@ -63,7 +63,14 @@ async function main() {
       for (let k = 0; k < text.length; k++) if (text[k] === ']') bounds.push(k + 1);
       const pos = bounds[rand(bounds.length)];
       const op = pos > 0 ? [pos, token] : [token];
-      doc.submitOp(op, (err) => { if (err) errors.push(String(err.code || err)); else acked.add(`${doc.id}:${token}`); });
+      doc.submitOp(op, (err) => {
+        if (err) { errors.push(String(err.code || err)); return; }
+        acked.add(`${doc.id}:${token}`);
+        // tell the test once the load is well under way (it kills a node or the broker then)
+        if (cfg.progress_after && acked.size === cfg.progress_after) {
+          console.log(JSON.stringify({ event: 'progress', acked: acked.size }));
+        }
+      });
       await new Promise((r) => setTimeout(r, cfg.pace_ms || 0));
     }
   })()));

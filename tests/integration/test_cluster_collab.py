@@ -119,6 +119,13 @@ class ClusterRun:
             "node", str(LOAD), json.dumps(config), stdout=asyncio.subprocess.PIPE, cwd=ROOT / "js"
         )
 
+    async def under_way(self, proc: asyncio.subprocess.Process) -> None:
+        """Wait for the load's progress line (``progress_after`` ops acknowledged)."""
+        assert proc.stdout is not None
+        async with asyncio.timeout(60 * SCALE):
+            line = await proc.stdout.readline()
+        assert json.loads(line).get("event") == "progress", line
+
     async def result(self, proc: asyncio.subprocess.Process, timeout: float) -> dict[str, Any]:
         try:
             async with asyncio.timeout(timeout * SCALE):
@@ -203,8 +210,10 @@ async def test_a_killed_node_fails_over_without_losing_acknowledged_ops(run: Clu
     for i in range(3):
         await run.start_node(f"n{i}")
     await run.formed(run.nodes)
-    load = await run.load(clients=6, docs=DOCS, ops=80, pace_ms=10, timeout_ms=90000)
-    await asyncio.sleep(0.5)  # the load is running: now kill a node in the middle of it
+    load = await run.load(
+        clients=6, docs=DOCS, ops=80, pace_ms=10, timeout_ms=90000, progress_after=60
+    )
+    await run.under_way(load)  # now kill a node in the middle of it
     victim = run.nodes[1]
     victim.proc.send_signal(signal.SIGKILL)
     await victim.proc.wait()
@@ -225,8 +234,10 @@ async def test_a_broker_restart_loses_no_acknowledged_op(run: ClusterRun) -> Non
     for i in range(2):
         await run.start_node(f"n{i}")
     await run.formed(run.nodes)
-    load = await run.load(clients=4, docs=DOCS, ops=60, pace_ms=10, timeout_ms=120000)
-    await asyncio.sleep(0.4)
+    load = await run.load(
+        clients=4, docs=DOCS, ops=60, pace_ms=10, timeout_ms=120000, progress_after=40
+    )
+    await run.under_way(load)  # restart the broker in the middle of the load
     try:
         await asyncio.to_thread(_rabbitmqctl, "stop_app")
     finally:

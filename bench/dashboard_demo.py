@@ -1,6 +1,6 @@
 """A tiny server with live traffic, to look at ``/dashboard`` in a browser.
 
-    .venv/bin/python tests/observe/serve_dashboard.py [--port 8099] [--seconds 0]
+    .venv/bin/python bench/dashboard_demo.py [--port 8099] [--seconds 0]
 
 Actor types it runs: ``Producer`` (steady traffic), ``Consumer`` (a coroutine handler that takes
 a couple of milliseconds), ``Hot`` (fed faster than it drains, so its mailbox sits above the
