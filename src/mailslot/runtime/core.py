@@ -285,12 +285,16 @@ class LocalActorRef(ActorRef):
         if len(q) >= c.gate:
             c.tell_careful(message, sender, False)
             return
+        s = c.system
         if sender is None:
-            sender = c.system._current
+            sender = s._current
         q.append((message, sender))
-        if not c.scheduled:
+        if not c.scheduled:  # inlined _make_ready: this is the hot path
             c.scheduled = True
-            c.system._make_ready(c)
+            s._ready.append(c)
+            if not s._drain_pending:
+                s._drain_pending = True
+                s._loop.call_soon(s._drain)
 
     def send(self, message: Any, *, sender: ActorRef | None = None) -> Awaitable[None]:
         c = self._cell
@@ -506,6 +510,7 @@ class _Cell:
         "configured",
         "context",
         "drain_on_stop",
+        "extras",
         "factory",
         "failures",
         "gate",
@@ -597,6 +602,7 @@ class _Cell:
         self.failures = 0
         self.restarts = 0
         self.high_water = 0
+        self.extras = False  # see after_turn_extras
         self.configured: tuple[bool, bool] | None = (True, True)
 
     # ---- sending ----------------------------------------------------------------------------
@@ -710,6 +716,7 @@ class _Cell:
             if self.space_waiters is None:
                 self.space_waiters = deque()
             self.space_waiters.append(waiter)
+            self.extras = True
             await waiter
             try:
                 self.tell_careful(message, sender, False)
@@ -733,6 +740,7 @@ class _Cell:
             return outbox
         outbox = self.throttled[sender] = deque()
         self.gate = 0
+        self.extras = True
         instr = self.system._instr
         if instr is not None:
             _safe(instr.backpressure, self.ref, sender.ref, True)
@@ -825,7 +833,12 @@ class _Cell:
                 instr.batch(self.ref, self.actor_type, done, time.perf_counter() - started, len(q))
             except Exception:
                 log.exception("instrumentation hook batch raised; ignored")
-        self.after_turn()
+        if self.extras:
+            self.after_turn_extras()
+        if (q or self.sysq) and not self.busy and not self.suspended:
+            system._ready.append(self)  # stays scheduled
+        else:
+            self.scheduled = False
         return done
 
     def run_careful(self) -> int:
@@ -899,6 +912,16 @@ class _Cell:
         self.start_handler_task(r, message).add_done_callback(finished)
 
     def after_turn(self) -> None:
+        if self.extras:
+            self.after_turn_extras()
+        if (self.queue or self.sysq) and not self.busy and not self.suspended:
+            self.system._ready.append(self)  # stays scheduled
+        else:
+            self.scheduled = False
+
+    def after_turn_extras(self) -> None:
+        """The rare end-of-turn work: senders to resume, ``send`` s waiting for room, the
+        receive timeout's clock, a stop to finish. ``extras`` says whether any may apply."""
         q = self.queue
         n = len(q)
         if self.throttled and n <= self.low:
@@ -910,10 +933,12 @@ class _Cell:
             self.last_activity = self.system.clock.now()
         if self.state is _STOPPING and not self.busy:
             self.system._progress_stop(self)
-        if (q or self.sysq) and not self.busy and not self.suspended:
-            self.system._ready.append(self)  # stays scheduled
-        else:
-            self.scheduled = False
+        self.extras = bool(
+            self.throttled
+            or self.space_waiters
+            or self.rt_seconds is not None
+            or self.state is _STOPPING
+        )
 
     def wake_space_waiters(self, waiters: deque[asyncio.Future[None]]) -> None:
         room = self.capacity - len(self.queue)
@@ -1170,6 +1195,7 @@ class _Cell:
         if self.state is not _RUNNING:
             return
         self.state = _STOPPING
+        self.extras = True
         if drain is not None:
             self.drain_on_stop = drain
         self.refresh_gate()
@@ -1273,6 +1299,7 @@ class _Cell:
         self.rt_seconds = seconds
         if seconds is None or self.state is not _RUNNING:
             return
+        self.extras = True
         clock = self.system.clock
         self.last_activity = clock.now()
         self.rt_handle = clock.call_later(seconds, self.check_receive_timeout)
