@@ -49,6 +49,10 @@ def _build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="JSON lines, or a console format (auto: console in a terminal)",
     )
+    from mailslot.migrate import cutover_http
+
+    cutover_http.add_serve_arguments(serve)
+    cutover_http.add_cli(sub)
     bench = sub.add_parser("bench", help="run a benchmark suite (mailslot bench SUITE --help)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     from mailslot.migrate import lockprof
@@ -75,8 +79,11 @@ def _serve(args: argparse.Namespace) -> int:
     json = {"auto": None, "json": True, "console": False}[args.log_format]
     configure_logging(args.log_level, json=json)
 
+    from mailslot.migrate.cutover_http import serve_options
+
     try:
         parse_url(args.db)
+        engine = serve_options(args)
     except ConfigError as exc:
         print(f"mailslot serve: error: {exc}", file=sys.stderr)
         return 2
@@ -87,7 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     try:
-        _run(serve(NodeConfig(host=args.host, port=args.port, db=args.db), ready=ready))
+        _run(serve(NodeConfig(host=args.host, port=args.port, db=args.db, **engine), ready=ready))
     except ConfigError as exc:
         print(f"mailslot serve: error: {exc}", file=sys.stderr)
         return 2
@@ -126,6 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo.main(seed=args.seed)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "cutover":
+        from mailslot.migrate import cutover_http
+
+        try:
+            return cutover_http.run_cli(args)
+        except ConfigError as exc:
+            print(f"mailslot cutover: error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "lockprof":
         from mailslot.migrate import lockprof
 

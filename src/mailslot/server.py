@@ -30,7 +30,7 @@ import secrets
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import uvicorn
@@ -55,6 +55,11 @@ from mailslot.observe import Observability, observability_from_env
 from mailslot.runtime import ActorRef, ActorSystem
 from mailslot.store import GroupCommitter, Store, open_store
 
+if TYPE_CHECKING:
+    from mailslot.legacy import LegacyConfig, LegacyEngine
+    from mailslot.migrate.cutover import CutoverConfig
+    from mailslot.migrate.flags import FlagConfig
+
 __all__ = ["Node", "NodeConfig", "RunningServer", "build_app", "serve", "start_server"]
 
 log = logging.getLogger("mailslot.server")
@@ -74,6 +79,15 @@ class NodeConfig:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     ws_max_size: int = 1024 * 1024
     ask_timeout: float = 10.0
+    engine: str = "actor"
+    """``actor`` (the default), or ``legacy``/``cutover``: both engines behind the cutover router,
+    starting from ``flags`` (``legacy``: everything on the old engine unless ``flags`` say else)."""
+    flags: FlagConfig | None = None
+    """The cutover's flags at start."""
+    legacy: LegacyConfig | None = None
+    """The old engine's configuration."""
+    cutover: CutoverConfig | None = None
+    """The cutover router's configuration."""
 
 
 class Node:
@@ -103,6 +117,8 @@ class Node:
         self.hub: ActorRef | None = None
         self.manager: ActorRef | None = None
         self.gateway: ActorRef | None = None
+        self.router: ActorRef | None = None
+        self.legacy: LegacyEngine | None = None
         self._started = False
 
     async def start(self) -> None:
@@ -111,13 +127,22 @@ class Node:
         self.system.start()
         self.hub = self.system.spawn(Hub, name="hub")
         hub = self.hub
-        self.manager = self.system.spawn(
-            lambda: DocumentManager(
-                store=self.store, committer=self.committer, hub=hub, config=self.config.documents
-            ),
-            name="docs",
-            mailbox_capacity=100_000,
-        )
+        if self.config.engine == "actor":
+            self.manager = self.system.spawn(
+                lambda: DocumentManager(
+                    store=self.store,
+                    committer=self.committer,
+                    hub=hub,
+                    config=self.config.documents,
+                ),
+                name="docs",
+                mailbox_capacity=100_000,
+            )
+        else:
+            from mailslot.migrate.cutover import start_cutover
+
+            self.legacy, self.router = start_cutover(self, hub)
+            self.manager = self.router
         manager = self.manager
         self.gateway = self.system.spawn(
             lambda: Gateway(manager=manager, hub=hub, config=self.config.gateway),
@@ -132,6 +157,8 @@ class Node:
         if self.gateway is not None:
             await self.system.stop(self.gateway)
         await self.system.shutdown(drain=True)
+        if self.legacy is not None:
+            await self.legacy.stop()
         await self.committer.close()
         await self.store.close()
         self.obs.shutdown()
@@ -144,6 +171,13 @@ class Node:
     async def ask_document(self, request: Any) -> Any:
         assert self.manager is not None
         return await self.manager.ask(request, timeout=self.config.ask_timeout)
+
+
+def cutover_routes(node: Node) -> list[Route]:
+    """``GET``/``PUT /api/cutover`` (see :mod:`mailslot.migrate.cutover_http`)."""
+    from mailslot.migrate.cutover_http import routes
+
+    return routes(lambda: node.router, timeout=node.config.ask_timeout)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -322,6 +356,7 @@ def build_app(node: Node) -> Starlette:
         Route("/api/docs/{doc}", guarded(get_doc), methods=["GET"]),
         Route("/api/docs/{doc}/history", guarded(history), methods=["GET"]),
         WebSocketRoute("/ws", websocket),
+        *cutover_routes(node),
         *observe.routes,  # /metrics, /dashboard, /dashboard/data
     ]
     return Starlette(routes=routes)
