@@ -44,7 +44,10 @@ class Client:
         """Send an op and wait for its ack (or error); answers the ack."""
         self.seq += 1
         await self.send({"a": "op", "c": "docs", "d": d, "v": v, "seq": self.seq, **body})
-        return await self.until(a="op", seq=self.seq)
+        while True:  # other clients' ops (those this one missed) come first, with their own seq
+            frame = await self.until(a="op", seq=self.seq)
+            if "error" in frame or ("op" not in frame and "create" not in frame):
+                return frame
 
     async def close(self) -> None:
         await self.ws.close()

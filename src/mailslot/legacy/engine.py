@@ -48,10 +48,11 @@ contention. The lock profiler's order checker reports the inversion from a singl
 before any deadlock.
 
 Stalls. With ``stall_timeout`` set, a watchdog thread declares the engine stalled when a request
-has been in a worker's hands that long (a deadlock, from the outside), counts it, answers every
-request of the stalled generation with an error, and restarts: new locks, new workers, documents
-reloaded from the store. Threads stuck in the old generation cannot be killed; they are daemon
-threads, left blocked, and at most ``max_restarts`` generations are started.
+has been in a worker's hands that long and no request has finished meanwhile (a deadlock, from
+the outside: the workers pile up behind the locks the deadlocked threads hold), counts it, answers
+every request of the stalled generation with an error, and restarts: new locks, new workers,
+documents reloaded from the store. Threads stuck in the old generation cannot be killed; they are
+daemon threads, left blocked, and at most ``max_restarts`` generations are started.
 
 Counters are updated under ``presence`` (``+=`` on an attribute is not atomic across threads).
 The in-flight table is a dict updated with single ``dict`` operations, atomic under the GIL.
@@ -273,6 +274,7 @@ class LegacyEngine:
         self._inflight: dict[int, tuple[float, _Job, _Generation]] = {}
         self._watch_stop = threading.Event()
         self._watchdog: threading.Thread | None = None
+        self._finished = 0
         self.stalls = 0
         self.restarts = 0
         self.on_stall: Callable[[str], None] | None = None
@@ -388,15 +390,21 @@ class LegacyEngine:
     def _watch(self) -> None:
         limit = self.config.stall_timeout
         assert limit is not None
+        seen, since = self._finished, time.monotonic()
         while not self._watch_stop.wait(max(0.01, limit / 4)):
             gen = self._gen
             if gen is None:
                 return
             now = time.monotonic()
-            late = [rid for rid, (t0, _, g) in list(self._inflight.items()) if g is gen]
-            oldest = min((self._inflight.get(r, (now,))[0] for r in late), default=now)
-            if now - oldest >= limit:
-                self._stalled(gen, now - oldest)
+            if self._finished != seen:
+                seen, since = self._finished, now
+                continue
+            ages = [now - t0 for t0, _, g in list(self._inflight.values()) if g is gen]
+            # stalled: a request has waited that long and none has finished meanwhile (a busy
+            # engine finishes others; a deadlocked one, whose workers pile up, does not)
+            if ages and max(ages) >= limit and now - since >= limit:
+                self._stalled(gen, max(ages))
+                since = now
 
     def _stalled(self, gen: _Generation, age: float) -> None:
         self.stalls += 1
@@ -445,6 +453,7 @@ class LegacyEngine:
                 self._answer(job, ERR_UNKNOWN_ERROR, f"{type(exc).__name__}: {exc}")
             finally:
                 self._inflight.pop(job.rid, None)
+                self._finished += 1  # may lose a count between threads; it only has to move
 
     def _handle(self, gen: _Generation, job: _Job) -> None:
         request = job.request

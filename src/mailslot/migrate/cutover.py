@@ -40,8 +40,10 @@ shadow diverged is no longer shadowed. The shadow is off the request path: nobod
 queue per document is bounded (past it, the shadow is reseeded from the store), and it only costs
 the serving engine what running a second engine in the same process costs.
 
-Stalls: a request unanswered for ``stall_after`` seconds is counted once as a stall of its engine
-(the old engine's planted deadlock shows up here; the actor engine has no lock to deadlock on).
+Stalls: when an engine has had a request unanswered for ``stall_after`` seconds and has answered
+nothing else meanwhile, that counts once as a stall of the engine (the old engine's planted
+deadlock shows up here; the actor engine has no lock to deadlock on). A merely slow engine goes on
+answering, and is not counted.
 """
 
 from __future__ import annotations
@@ -121,7 +123,8 @@ class CutoverConfig:
     """Tuning of the router.
 
     Args:
-        stall_after: seconds unanswered before a request counts as a stall of its engine.
+        stall_after: seconds an engine may answer nothing while a request waits before it counts
+            as stalled.
         compare_every: compare the texts of a shadowed document every this many ops.
         shadow_queue: op copies waiting per document for its shadow before it is reseeded.
         max_routes: documents remembered (idle ones are forgotten past this; they evaluate the
@@ -180,9 +183,11 @@ class CutoverStatistics(msgspec.Struct, frozen=True):
 
 
 class _Counter:
-    __slots__ = ("errors", "latency", "requests", "stalls")
+    __slots__ = ("errors", "last_done", "latency", "requests", "stalls", "stuck")
 
     def __init__(self) -> None:
+        self.last_done = time.perf_counter()
+        self.stuck = False
         self.requests = 0
         self.errors = 0
         self.stalls = 0
@@ -399,6 +404,8 @@ class CutoverRouter(Actor):
         else:
             counter = self.stats[p.engine]
             counter.latency.observe(elapsed)
+            counter.last_done = p.t0 + elapsed
+            counter.stuck = False
             if isinstance(reply, DocError):
                 counter.errors += 1
             if p.sender is not None:
@@ -472,11 +479,20 @@ class CutoverRouter(Actor):
             del self.routes[k]
 
     def scan_stalls(self) -> None:
-        limit = time.perf_counter() - self.config.stall_after
+        """Count a stall of an engine that has had a request waiting ``stall_after`` seconds and
+        has answered none in that time (a slow engine answers others; a stuck one does not)."""
+        now = time.perf_counter()
+        limit = self.config.stall_after
+        oldest: dict[str, float] = {}
         for p in self.pending.values():
-            if not p.stalled and p.t0 < limit and p.purpose == "serve":
-                p.stalled = True
-                self.stats[p.engine].stalls += 1
+            if p.purpose == "serve" and p.t0 < oldest.get(p.engine, now):
+                oldest[p.engine] = p.t0
+        for engine, t0 in oldest.items():
+            counter = self.stats[engine]
+            if now - t0 >= limit and now - counter.last_done >= limit and not counter.stuck:
+                counter.stuck = True
+                counter.stalls += 1
+                log.warning("the %s engine answered nothing for %.1fs", engine, now - t0)
 
     # ---- shadow ------------------------------------------------------------------------------
 
