@@ -217,6 +217,7 @@ def test_mentions_are_found_in_inserted_text_only() -> None:
     assert mentions([3, "hey @ann.b", {"d": "@zed"}, "@bob"]) == ("ann.b", "bob")
     assert mentions({"type": TEXT, "data": "@ann"}) == ()
     assert mentions([1, "no one"]) == ()
+    assert mentions(("@ann",)) == ("ann",)  # transform answers tuples
 
 
 def test_bad_configuration_is_named() -> None:

@@ -217,7 +217,7 @@ async def run_load(
         while not conn.closed and loop.time() < end:
             d = mine[seq % len(mine)]
             seq += 1
-            text = "@ann " if seq % mention_every == 0 else f"{i}."
+            text = "@ann " if (seq + i) % mention_every == 0 else f"{i}."  # staggered
             payload = (
                 f'{{"a":"op","c":"docs","d":"{d}","v":{versions[d]},"seq":{seq},'
                 f'"op":[{json.dumps(text)}]}}'

@@ -123,7 +123,7 @@ Reply = Callable[[DocReply], None]
 
 def mentions(op: Any) -> tuple[str, ...]:
     """The names mentioned (``@name``) in the text a text-unicode op inserts, each once."""
-    if not isinstance(op, list):
+    if not isinstance(op, list | tuple):
         return ()
     found: dict[str, None] = {}
     for component in op:
