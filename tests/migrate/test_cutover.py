@@ -155,6 +155,8 @@ async def test_documents_move_between_ops_and_lose_nothing(server: RunningServer
     assert sorted(acked) == list(range(1, len(acked) + 1))
     stats = await get_stats(server)
     assert stats["moves"] == 3
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        assert "mailslot_cutover_moves_total 3.0" in (await http.get("/metrics")).text
     assert stats["engines"]["legacy"]["requests"] > 0
     assert stats["engines"]["actor"]["requests"] > 0
     async with httpx.AsyncClient(base_url=server.url) as http:
@@ -194,6 +196,11 @@ async def test_shadow_mode_compares_versions_and_texts(server: RunningServer, se
     assert shadow["texts_compared"] >= 6
     assert shadow["texts_mismatched"] == 0
     assert shadow["reseeded"] == 1
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        metrics = (await http.get("/metrics")).text
+    assert 'mailslot_cutover_shadow_total{outcome="matched"} 12.0' in metrics
+    assert f'mailslot_cutover_requests_total{{engine="{serving}"}}' in metrics
+    assert 'mailslot_cutover_shadow_total{outcome="mismatched"}' not in metrics
     await ann.close()
     await bob.close()
 
@@ -257,3 +264,19 @@ def test_serve_options_refuse_what_needs_the_cutover() -> None:
     options = serve_options(args)
     assert options["flags"] == FlagConfig(enabled=True)
     assert options["legacy"].lock_order_bug is True
+
+
+async def test_a_document_follows_its_owner_on_the_allowlist(server: RunningServer) -> None:
+    """The owner is the user whose create the router routed; an allowed owner's documents move."""
+    from mailslot.collab.protocol.docs import OpAcked, SubmitOp
+
+    for doc, user in (("mine", "alice"), ("theirs", "bob")):
+        create = SubmitOp(
+            tag=1, c="docs", d=doc, v=None, src=f"rest-{doc}", seq=1, kind="create",
+            op={"type": "http://sharejs.org/types/text-unicode", "data": ""}, user=user,
+        )  # fmt: skip
+        assert isinstance(await server.node.ask_document(create), OpAcked)
+    stats = await put_flags(server, enabled=True, allow_users=["alice"])
+    assert stats["engines"]["actor"]["documents"] == 1
+    assert stats["engines"]["legacy"]["documents"] == 1
+    assert stats["moves"] == 1

@@ -219,30 +219,50 @@ def _verdict(rows: list[dict[str, Any]], k: int, d: int) -> list[str]:
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """p99 (top) and throughput (bottom) against the number of clients, one column per D."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
-    docs = sorted({r["D"] for r in rows if not r["bug"]})
-    fig, axes = plt.subplots(1, len(docs), figsize=(4.2 * len(docs), 3.8), squeeze=False)
-    for ax, d in zip(axes[0], docs, strict=True):
-        for engine, style in (("legacy", "o-"), ("actor", "s-")):
-            points = sorted(
-                (r["K"], r["p99 ms"])
-                for r in rows
-                if r["D"] == d and r["engine"] == engine and not r["bug"] and r["p99 ms"]
-            )
-            if points:
-                ax.plot(*zip(*points, strict=True), style, label=f"{engine} engine")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_title(f"{d} document{'s' if d > 1 else ''}")
-        ax.set_xlabel("clients (K)")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("p99 ack latency (ms)")
+    main = [r for r in rows if not r["bug"]]
+    docs = sorted({r["D"] for r in main})
+    clients = sorted({r["K"] for r in main})
+    fig, axes = plt.subplots(2, len(docs), figsize=(4.2 * len(docs), 6.4), squeeze=False)
+    for col, d in enumerate(docs):
+        for row, (metric, label) in enumerate((("p99 ms", "p99 ack latency (ms)"),
+                                               ("ops/s", "acked ops / s"))):  # fmt: skip
+            ax = axes[row][col]
+            for engine, style in (("legacy", "o-"), ("actor", "s-")):
+                points = sorted(
+                    (r["K"], r[metric])
+                    for r in main
+                    if r["D"] == d and r["engine"] == engine and r[metric]
+                )
+                if points:
+                    ax.plot(*zip(*points, strict=True), style, label=f"{engine} engine")
+            ax.set_xscale("log")
+            ax.set_xticks(clients)
+            if row == 0:
+                ax.set_yscale("log")
+                ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            else:
+                ax.set_ylim(bottom=0)
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_formatter(ScalarFormatter())
+                axis.set_minor_formatter(NullFormatter())
+            ax.grid(True, which="both", alpha=0.3)
+            if row == 0:
+                ax.set_title(f"{d} document{'s' if d > 1 else ''}")
+            else:
+                ax.set_xlabel("clients (K)")
+            if col == 0:
+                ax.set_ylabel(label)
     axes[0][0].legend()
-    fig.suptitle("mailslot bench migrate: p99 ack latency as contention rises (K clients / D docs)")
+    fig.suptitle(
+        "mailslot bench migrate: the old mutex engine and the actor engine as contention rises"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

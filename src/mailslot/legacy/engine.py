@@ -156,7 +156,7 @@ class LegacyConfig:
     log_tail: int = 1000
     snapshot_every: int = 200
     commit_timeout: float = 30.0
-    digest_every: int = 64
+    digest_every: int = 16
     inbox_size: int = 100
     lock_order_bug: bool = False
     stall_timeout: float | None = None

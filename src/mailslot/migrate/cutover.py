@@ -75,7 +75,7 @@ from mailslot.collab.protocol.docs import (
     UnsubscribeDoc,
 )
 from mailslot.legacy import LegacyConfig, LegacyEngine, LegacyStatistics
-from mailslot.meters import LATENCY_BUCKETS, HistogramData, quantile
+from mailslot.meters import LATENCY_BUCKETS, HistogramData, Meters, quantile
 from mailslot.migrate.flags import Engine, FlagConfig, evaluate
 from mailslot.runtime import Actor, ActorRef
 from mailslot.store import GroupCommitter, Store
@@ -246,6 +246,8 @@ class CutoverRouter(Actor):
         documents: the actor engine's document configuration.
         config: the router's own tuning.
         shadow: whether shadow instances are started (off saves their threads in benchmarks).
+        meters: where per-engine requests, errors, latency, stalls, moves and the shadow's
+            outcomes are reported (``mailslot_cutover_*``).
     """
 
     def __init__(
@@ -259,7 +261,9 @@ class CutoverRouter(Actor):
         documents: DocumentConfig | None = None,
         config: CutoverConfig | None = None,
         shadow: bool = True,
+        meters: Meters | None = None,
     ) -> None:
+        self.meters = meters
         self.store = store
         self.committer = committer
         self.hub = hub
@@ -375,6 +379,8 @@ class CutoverRouter(Actor):
         self.pending[tag] = _Pending("serve", r.engine, key, sender, m.tag, m, time.perf_counter())
         r.inflight += 1
         self.stats[r.engine].requests += 1
+        if self.meters is not None:
+            self.meters.cutover_requests.labels(r.engine).inc()
         self.send(r.engine, msgspec.structs.replace(m, tag=tag), sender, serving=True)
 
     def send(self, engine: Engine, m: Any, sender: ActorRef | None, *, serving: bool) -> None:
@@ -397,6 +403,8 @@ class CutoverRouter(Actor):
         elapsed = time.perf_counter() - p.t0
         if p.purpose == "shadow":
             self.shadow_stats.latency.observe(elapsed)
+            if self.meters is not None:
+                self.meters.cutover_shadow_seconds.observe(elapsed)
             self.shadow_done(p, reply)
             return
         if p.purpose.startswith("compare"):
@@ -408,6 +416,10 @@ class CutoverRouter(Actor):
             counter.stuck = False
             if isinstance(reply, DocError):
                 counter.errors += 1
+            if self.meters is not None:
+                self.meters.cutover_request_seconds.labels(p.engine).observe(elapsed)
+                if isinstance(reply, DocError):
+                    self.meters.cutover_errors.labels(p.engine).inc()
             if p.sender is not None:
                 p.sender.tell(msgspec.structs.replace(reply, tag=p.tag))
             if isinstance(reply, OpAcked) and isinstance(p.request, SubmitOp):
@@ -455,6 +467,8 @@ class CutoverRouter(Actor):
         self.evict(r.engine, key, serving=True)
         self.shadows.pop(key, None)
         self.moves += 1
+        if self.meters is not None:
+            self.meters.cutover_moves.inc()
         log.info("%s/%s moved from the %s engine to the %s engine", *key, old, r.engine)
         self.release(key, r)
 
@@ -492,9 +506,18 @@ class CutoverRouter(Actor):
             if now - t0 >= limit and now - counter.last_done >= limit and not counter.stuck:
                 counter.stuck = True
                 counter.stalls += 1
+                if self.meters is not None:
+                    self.meters.cutover_stalls.labels(engine).inc()
                 log.warning("the %s engine answered nothing for %.1fs", engine, now - t0)
 
     # ---- shadow ------------------------------------------------------------------------------
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        """A shadow outcome: in the statistics and, as ``outcome``, in the metrics."""
+        self.shadow_counts[outcome] += n
+        if self.meters is not None and outcome != "ops":
+            label = {"texts_mismatched": "text_mismatched"}.get(outcome, outcome)
+            self.meters.cutover_shadow.labels(label).inc(n)
 
     def shadow_copy(self, key: _Key, serving: Engine, version: int, op: SubmitOp) -> None:
         sh = self.shadows.get(key)
@@ -503,7 +526,7 @@ class CutoverRouter(Actor):
         if sh.diverged:
             return
         if len(sh.queue) >= self.config.shadow_queue:
-            self.shadow_counts["dropped"] += len(sh.queue)
+            self.count("dropped", len(sh.queue))
             sh.queue.clear()
             sh.next = None  # reseed from the store: the dropped ops are copied, not replayed
         sh.queue.append((version, op))
@@ -523,12 +546,12 @@ class CutoverRouter(Actor):
                 "shadow", sh.engine, key, None, 0, op, time.perf_counter(), expect=version
             )
             sh.busy = True
-            self.shadow_counts["ops"] += 1
+            self.count("ops")
             self.send(sh.engine, msgspec.structs.replace(op, tag=tag), None, serving=False)
 
     def seed(self, key: _Key, sh: _Shadow, version: int) -> None:
         sh.seeding = True
-        self.shadow_counts["reseeded"] += 1
+        self.count("reseeded")
         self.evict(sh.engine, key, serving=False)
         engine = sh.engine
 
@@ -566,13 +589,13 @@ class CutoverRouter(Actor):
             return
         sh.busy = False
         if isinstance(reply, OpAcked) and reply.v == p.expect:
-            self.shadow_counts["matched"] += 1
+            self.count("matched")
             sh.next = p.expect + 1
             sh.count += 1
             if sh.count % self.config.compare_every == 0:
                 self.compare_text(p.key, sh, p.expect + 1)
         else:
-            self.shadow_counts["mismatched"] += 1
+            self.count("mismatched")
             if isinstance(reply, DocError):
                 self.shadow_stats.errors += 1
             what = reply.code if isinstance(reply, DocError) else f"version {reply.v}"
@@ -609,14 +632,23 @@ class CutoverRouter(Actor):
             return
         del self.compares[p.tag]
         self.shadow_counts["texts"] += 1
-        a, b = both
-        same = isinstance(a, DocSnapshot) and isinstance(b, DocSnapshot)
-        if not (same and (a.v, a.type, a.data) == (b.v, b.type, b.data)):  # type: ignore[union-attr]
-            self.shadow_counts["texts_mismatched"] += 1
+        if self.compare_ok(both):
+            if self.meters is not None:
+                self.meters.cutover_shadow.labels("text_matched").inc()
+        else:
+            a, b = both
+            self.count("texts_mismatched")
             log.warning("shadow text differs for %s/%s: %r vs %r", *p.key, a, b)
             sh = self.shadows.get(p.key)
             if sh is not None:
                 sh.diverged = True
+
+    @staticmethod
+    def compare_ok(both: list[DocSnapshot | DocError | None]) -> bool:
+        a, b = both
+        if not isinstance(a, DocSnapshot) or not isinstance(b, DocSnapshot):
+            return False
+        return (a.v, a.type, a.data) == (b.v, b.type, b.data)
 
     # ---- reading -----------------------------------------------------------------------------
 
@@ -687,6 +719,7 @@ def start_cutover(node: Any, hub: ActorRef) -> tuple[LegacyEngine, ActorRef]:
             documents=config.documents,
             config=cutover,
             shadow=cutover.shadow,
+            meters=config.documents.meters,
         ),
         name="cutover",
         mailbox_capacity=100_000,
