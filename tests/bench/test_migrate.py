@@ -60,3 +60,15 @@ def test_the_verdict_says_whether_each_target_is_met() -> None:
 def test_bad_settings_are_named() -> None:
     with pytest.raises(ConfigError, match="--clients"):
         migrate.run(_args(clients=[0]))
+    with pytest.raises(ConfigError, match="--rounds"):
+        migrate.run(_args(clients=[1], docs=[1], rounds=0))
+
+
+def test_rounds_report_medians_and_sums() -> None:
+    rows = [
+        {"engine": "actor", "bug": "", "K": 1, "D": 1, "ops/s": v, "p50 ms": v, "p99 ms": v,
+         "cpu %": v, "cpu us/op": v, "errors": 1, "timeouts": 0, "stalls": 0, "deadlocks": None}
+        for v in (1.0, 9.0, 3.0)
+    ]  # fmt: skip
+    row = migrate._median(rows)
+    assert (row["ops/s"], row["p99 ms"], row["errors"], row["deadlocks"]) == (3.0, 3.0, 3, None)

@@ -35,6 +35,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from mailslot.bench import Report, percentile
@@ -56,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stall-timeout", type=float, default=2.0, help="stall after (2 s)")
     parser.add_argument("--no-deadlock-pass", action="store_true", help="skip the planted-bug pass")
     parser.add_argument("--plot", type=Path, help="write a PNG of p99 against contention")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat every run, interleaved; report medians (1)"
+    )
 
 
 def run(args: argparse.Namespace) -> Report:
@@ -78,14 +82,28 @@ def run(args: argparse.Namespace) -> Report:
         "workers": args.legacy_workers,
         "stall": args.stall_timeout,
     }
-    for k in clients:
-        for d in docs:
-            for engine in ("legacy", "actor"):
-                report.add(**_one(engine, k, d, bug=False, **settings))
+    rounds = args.rounds
+    if rounds < 1:
+        raise ConfigError("--rounds must be at least 1")
+    runs: list[tuple[str, int, int, bool]] = [
+        (engine, k, d, False) for k in clients for d in docs for engine in ("legacy", "actor")
+    ]
     if not args.no_deadlock_pass:
-        for d in docs if not args.quick else docs[:1]:
-            for engine in ("legacy", "actor"):
-                report.add(**_one(engine, max(clients), d, bug=True, **settings))
+        runs += [
+            (engine, max(clients), d, True)
+            for d in (docs if not args.quick else docs[:1])
+            for engine in ("legacy", "actor")
+        ]
+    results: dict[tuple[str, int, int, bool], list[dict[str, Any]]] = {r: [] for r in runs}
+    for _ in range(rounds):  # interleaved, so that a slow spell of the machine hits both engines
+        for engine, k, d, bug in runs:
+            results[(engine, k, d, bug)].append(_one(engine, k, d, bug=bug, **settings))
+    for run_ in runs:
+        report.add(**_median(results[run_]))
+    if rounds > 1:
+        report.notes.append(
+            f"{rounds} rounds: medians of the rates and latencies, sums of the counts"
+        )
     report.notes.extend(_verdict(report.rows, max(clients), min(docs)))
     report.notes.append(
         "stalls: times an engine answered nothing for the stall timeout while requests waited "
@@ -169,6 +187,18 @@ def _one(
         "stalls": stalls,
         "deadlocks": deadlocks,
     }
+
+
+def _median(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from several rounds of the same run: medians of the figures, sums of the counts."""
+    out = dict(rows[0])
+    for key in ("ops/s", "p50 ms", "p99 ms", "cpu %", "cpu us/op"):
+        values = [r[key] for r in rows if r[key] is not None]
+        out[key] = median(values) if values else None
+    for key in ("errors", "timeouts", "stalls", "deadlocks"):
+        values = [r[key] for r in rows if r[key] is not None]
+        out[key] = sum(values) if values else None
+    return out
 
 
 def _stop(proc: subprocess.Popen[bytes], *, gently: bool) -> None:
