@@ -89,6 +89,7 @@ __all__ = [
     "GetCutover",
     "SetFlags",
     "ShadowStatistics",
+    "start_cutover",
 ]
 
 log = logging.getLogger("mailslot.migrate.cutover")
