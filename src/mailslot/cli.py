@@ -62,6 +62,10 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="turn off name-only sign-in and anonymous sockets (tokens from 'mailslot user add')",
     )
+    from mailslot.migrate import cutover_http
+
+    cutover_http.add_serve_arguments(serve)
+    cutover_http.add_cli(sub)
     bench = sub.add_parser("bench", help="run a benchmark suite (mailslot bench SUITE --help)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     from mailslot.migrate import lockprof
@@ -94,8 +98,11 @@ def _serve(args: argparse.Namespace) -> int:
     json = {"auto": None, "json": True, "console": False}[args.log_format]
     configure_logging(args.log_level, json=json)
 
+    from mailslot.migrate.cutover_http import serve_options
+
     try:
         parse_url(args.db)
+        engine = serve_options(args)
     except ConfigError as exc:
         print(f"mailslot serve: error: {exc}", file=sys.stderr)
         return 2
@@ -117,6 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
             cluster_prefix=args.cluster_prefix,
             shards=args.shards,
             dev_login=not args.no_dev_login,
+            **engine,
         )
         _run(serve(config, ready=ready))
     except ConfigError as exc:
@@ -164,6 +172,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cluster_cli.run_cli(args)
         except ConfigError as exc:
             print(f"mailslot cluster: error: {exc}", file=sys.stderr)
+            return 2
+    if args.command == "cutover":
+        from mailslot.migrate import cutover_http
+
+        try:
+            return cutover_http.run_cli(args)
+        except ConfigError as exc:
+            print(f"mailslot cutover: error: {exc}", file=sys.stderr)
             return 2
     if args.command == "lockprof":
         from mailslot.migrate import lockprof

@@ -78,7 +78,7 @@ class MetricSpec:
         kind: counter, gauge or histogram.
         help: one line for ``# HELP`` and the docs table.
         area: which part of the system reports it (runtime, document, gateway, store, cluster,
-            metrics), for the docs and the dashboard rows.
+            cutover, metrics), for the docs and the dashboard rows.
         labels: label names, all of bounded cardinality.
         buckets: upper bounds of a histogram's buckets (``+Inf`` is implied).
     """
@@ -252,6 +252,34 @@ _SPECS: tuple[MetricSpec, ...] = (
     _spec(
         "mailslot_cluster_consumer_lag_messages", _G, "cluster",
         "Messages ready in a queue this node consumes.", ("queue",),
+    ),
+    # the cutover between the old engine and the actor engine (mailslot.migrate.cutover)
+    _spec(
+        "mailslot_cutover_requests_total", _C, "cutover",
+        "Document requests routed, by serving engine (actor, legacy).", ("engine",),
+    ),
+    _spec(
+        "mailslot_cutover_errors_total", _C, "cutover", "Error replies, by serving engine.",
+        ("engine",),
+    ),
+    _spec(
+        "mailslot_cutover_request_seconds", _H, "cutover",
+        "From routing a request to its reply, by serving engine.", ("engine",), LATENCY_BUCKETS,
+    ),
+    _spec(
+        "mailslot_cutover_stalls_total", _C, "cutover",
+        "Times an engine answered nothing for the stall timeout while requests waited.",
+        ("engine",),
+    ),
+    _spec("mailslot_cutover_moves_total", _C, "cutover", "Documents moved between engines."),
+    _spec(
+        "mailslot_cutover_shadow_total", _C, "cutover",
+        "Shadow comparisons, by outcome (matched, mismatched, text_matched, text_mismatched, "
+        "reseeded, dropped).", ("outcome",),
+    ),
+    _spec(
+        "mailslot_cutover_shadow_seconds", _H, "cutover",
+        "Latency of the shadow engine per op copy.", (), LATENCY_BUCKETS,
     ),
     # the metrics themselves
     _spec(
@@ -549,6 +577,14 @@ class Meters:
         self.cluster_batch_size = self._histogram("mailslot_cluster_batch_size")
         self.cluster_shards_owned = self._gauge("mailslot_cluster_shards_owned")
         self.cluster_consumer_lag = self._gauge("mailslot_cluster_consumer_lag_messages")
+        # cutover
+        self.cutover_requests = self._counter("mailslot_cutover_requests_total")
+        self.cutover_errors = self._counter("mailslot_cutover_errors_total")
+        self.cutover_request_seconds = self._histogram("mailslot_cutover_request_seconds")
+        self.cutover_stalls = self._counter("mailslot_cutover_stalls_total")
+        self.cutover_moves = self._counter("mailslot_cutover_moves_total")
+        self.cutover_shadow = self._counter("mailslot_cutover_shadow_total")
+        self.cutover_shadow_seconds = self._histogram("mailslot_cutover_shadow_seconds")
 
     def _counter(self, name: str) -> Counter:
         return Counter(_checked(name, MetricKind.COUNTER), self.max_series)

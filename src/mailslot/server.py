@@ -33,7 +33,7 @@ import secrets
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import uvicorn
@@ -63,6 +63,11 @@ from mailslot.observe import Observability, observability_from_env
 from mailslot.runtime import ActorRef, ActorSystem
 from mailslot.store import GroupCommitter, Store, open_store
 from mailslot.store.directory import Directory
+
+if TYPE_CHECKING:
+    from mailslot.legacy import LegacyConfig, LegacyEngine
+    from mailslot.migrate.cutover import CutoverConfig
+    from mailslot.migrate.flags import FlagConfig
 
 __all__ = ["Node", "NodeConfig", "RunningServer", "build_app", "serve", "start_server"]
 
@@ -100,6 +105,15 @@ class NodeConfig:
     ws_ping_interval: float = 20.0
     #: ...and the socket closes if its pong takes longer than this (presence then leaves)
     ws_ping_timeout: float = 20.0
+    engine: str = "actor"
+    """``actor`` (the default), or ``legacy``/``cutover``: both engines behind the cutover router,
+    starting from ``flags`` (``legacy``: everything on the old engine unless ``flags`` say else)."""
+    flags: FlagConfig | None = None
+    """The cutover's flags at start."""
+    legacy: LegacyConfig | None = None
+    """The old engine's configuration."""
+    cutover: CutoverConfig | None = None
+    """The cutover router's configuration."""
 
 
 class Node:
@@ -136,6 +150,8 @@ class Node:
         self.presence: ActorRef | None = None
         self.notifier: ActorRef | None = None
         self.accounts: Accounts | None = None
+        self.router: ActorRef | None = None
+        self.legacy: LegacyEngine | None = None
         self._started = False
 
     async def start(self) -> None:
@@ -162,13 +178,19 @@ class Node:
             self._start_accounts()
             self._started = True
             return
-        self.manager = self.system.spawn(
-            lambda: DocumentManager(
-                store=self.store, committer=self.committer, hub=hub, config=documents
-            ),
-            name="docs",
-            mailbox_capacity=100_000,
-        )
+        if self.config.engine == "actor":
+            self.manager = self.system.spawn(
+                lambda: DocumentManager(
+                    store=self.store, committer=self.committer, hub=hub, config=documents
+                ),
+                name="docs",
+                mailbox_capacity=100_000,
+            )
+        else:
+            from mailslot.migrate.cutover import start_cutover
+
+            self.legacy, self.router = start_cutover(self, hub)
+            self.manager = self.router
         manager = self.manager
         self.presence = self.system.spawn(
             lambda: PresenceManager(hub=hub, documents=manager, config=self.config.presence),
@@ -208,6 +230,8 @@ class Node:
         if self.cluster is not None:
             await self.cluster.stop()
         await self.system.shutdown(drain=True)
+        if self.legacy is not None:
+            await self.legacy.stop()
         await self.committer.close()
         await self.store.close()
         self.obs.shutdown()
@@ -220,6 +244,13 @@ class Node:
     async def ask_document(self, request: Any) -> Any:
         assert self.manager is not None
         return await self.manager.ask(request, timeout=self.config.ask_timeout)
+
+
+def cutover_routes(node: Node) -> list[Route]:
+    """``GET``/``PUT /api/cutover`` (see :mod:`mailslot.migrate.cutover_http`)."""
+    from mailslot.migrate.cutover_http import routes
+
+    return routes(lambda: node.router, timeout=node.config.ask_timeout)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -429,6 +460,7 @@ def build_app(node: Node) -> Starlette:
         Route("/api/docs/{doc}", guarded(get_doc), methods=["GET"]),
         Route("/api/docs/{doc}/history", guarded(history), methods=["GET"]),
         WebSocketRoute("/ws", websocket),
+        *cutover_routes(node),
         *observe.routes,  # /metrics, /dashboard, /dashboard/data
         *accounts.routes(collection=DEFAULT_COLLECTION),  # users, sharing, inbox, the editor
     ]

@@ -250,8 +250,9 @@ class Connection:
         self._wake_writer()
 
     def send_framed(self, wire: bytes, frame: str) -> None:
-        """Send a frame that is already framed (``wire``), as a broadcast is."""
-        if self.direct is not None:
+        """Send a frame that is already framed (``wire``), as a broadcast is (an empty ``wire``:
+        frame it here)."""
+        if self.direct is not None and wire:
             if self.closing is None:
                 self.write(wire)
         else:

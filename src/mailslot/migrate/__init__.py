@@ -5,6 +5,10 @@
 - :mod:`mailslot.migrate.lockprof`: the ``mailslot lockprof`` command.
 - :mod:`mailslot.migrate.workloads`: threaded workloads behind ``mailslot bench locks``.
 - :mod:`mailslot.migrate.flags`: which engine serves a document (pure flag evaluation).
+- :mod:`mailslot.migrate.cutover`: the router that applies the flags at run time, moves documents
+  between engines between ops, and runs the shadow comparison.
+- :mod:`mailslot.migrate.cutover_http`: ``GET``/``PUT /api/cutover``, ``mailslot cutover``, and the
+  engine options of ``mailslot serve``.
 """
 
 from __future__ import annotations

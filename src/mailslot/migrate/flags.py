@@ -22,7 +22,8 @@ engine. ``user`` is the account the decision is made for where one applies; a ca
 whole document passes the document's owner (so an internal account's documents move first), not the
 user of whichever session opened it.
 
-The run-time switch (REST/CLI) and shadow mode come with the legacy engine; this module decides.
+The run-time switch (REST/CLI) and shadow mode live in :mod:`mailslot.migrate.cutover`; this module
+decides.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ class FlagConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     allow_users: frozenset[str] = frozenset()
     deny_docs: frozenset[str] = frozenset()
     deny_users: frozenset[str] = frozenset()
+    shadow: bool = False
+    """Shadow mode: a copy of each committed op also goes to the other engine, for comparison
+    (see :mod:`mailslot.migrate.cutover`); it never decides which engine serves."""
 
 
 class Decision(msgspec.Struct, frozen=True):
