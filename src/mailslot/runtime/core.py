@@ -10,9 +10,10 @@ system, and only the loop thread touches it.
 the sender's ref, an :class:`Envelope`, or ``None``). ``tell`` appends and, if the cell is not yet
 scheduled, puts it on the system's ready queue; one ``call_soon`` per burst wakes the dispatcher,
 which runs ready cells in turn. Each turn a cell handles at most ``throughput`` messages (the
-fairness budget) and is requeued if more are waiting, and the dispatcher gives the loop back after
-``dispatch_budget`` messages so that sockets and timers are served. No task and no future is made
-per message: a plain-function handler runs inline in the dispatcher.
+fairness budget; a cell with more than twice that waiting handles its whole backlog, since its
+senders are waiting on it) and is requeued if more are waiting, and the dispatcher gives the loop
+back after ``dispatch_budget`` messages so that sockets and timers are served. No task and no future
+is made per message: a plain-function handler runs inline in the dispatcher.
 
 *The gate.* ``tell`` takes its fast path only while ``len(mailbox) < cell.gate``. The gate sits at
 the high watermark normally, and at 0 whenever anything needs the careful path: a stopped or
@@ -803,7 +804,7 @@ class _Cell:
             return self.run_careful()
         # a congested actor (above its high watermark) works down to its low watermark in one
         # turn: it is the bottleneck, and catching up ends the SlowDown for its senders sooner
-        budget = system.throughput if n < self.high else max(system.throughput, n - self.low)
+        budget = _budget(system.throughput, n)
         recv = self.receive
         pop = q.popleft
         done = 0
@@ -848,7 +849,7 @@ class _Cell:
         per_message = instr is not None and instr.per_message
         q = self.queue
         n = len(q)
-        budget = system.throughput if n < self.high else max(system.throughput, n - self.low)
+        budget = _budget(system.throughput, n)
         done = 0
         started = time.perf_counter()
         message: Any = None
@@ -1404,6 +1405,20 @@ _NO_CHILDREN: dict[str, _Cell] = {}  # shared by childless cells; never mutated
 _NO_HISTORY = RestartHistory()
 
 
+def _budget(throughput: int, n: int) -> int:
+    """Messages one turn may handle: the fairness budget, or the whole backlog of an actor that
+    has fallen behind (more than twice the budget waiting).
+
+    An actor with a backlog is the one its senders wait on (fan-in): handling what is there in
+    one go keeps it below its high watermark, so its senders are not slowed down, and costs the
+    others nothing they would not wait for anyway. The dispatcher still gives the loop back
+    after ``dispatch_budget`` messages.
+    """
+    if n > 2 * throughput:
+        return n
+    return throughput
+
+
 def _not_started(message: Any) -> None:  # pragma: no cover - guarded by `suspended`
     raise RuntimeError("actor not started")
 
@@ -1547,7 +1562,8 @@ class ActorSystem:
         high_watermark: fraction of capacity at which senders are told to slow down.
         low_watermark: fraction at which they are told to resume.
         outbox_capacity: how many messages a slowed-down sender may hold per target.
-        throughput: messages an actor handles per turn before others get a go.
+        throughput: messages an actor handles per turn before others get a go (an actor with a
+            backlog of more than twice this handles all of it).
         dispatch_budget: messages handled before the loop gets a turn for I/O and timers.
         drain_on_stop: default stop policy: handle queued messages first (True) or discard them.
         supervisor: the strategy for top-level actors.
