@@ -54,8 +54,9 @@ class Env:
         self.committer = committer
         self.hub = kit.probe("hub")
         self.clock_ms = 1_000_000
+        # acks straight to the author here (the hub's ordered delivery is tested in test_hub)
         self.config = DocumentConfig(
-            snapshot_every=5, idle_timeout=60, log_tail=3, now_ms=self.now_ms
+            snapshot_every=5, idle_timeout=60, log_tail=3, now_ms=self.now_ms, acks_via_hub=False
         )
         self.manager = kit.system.spawn(
             lambda: DocumentManager(
@@ -284,3 +285,18 @@ async def test_a_fresh_actor_rebuilds_from_the_store(env: Env, tmp_path: Path) -
         probe.tell(ref, SubscribeDoc(tag=1, c="docs", d="d1"))
         reply = await probe.expect(DocSnapshot)
         assert (reply.v, reply.data) == (2, "one two")
+
+
+async def test_acks_can_travel_with_the_broadcast_through_the_hub(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "hub.db"))
+    async with store, GroupCommitter(store) as committer, TestKit() as kit:
+        hub, ann = kit.probe("hub"), kit.probe("ann")
+        ref = kit.system.spawn(
+            lambda: DocumentActor("docs", "d1", store=store, committer=committer, hub=hub.ref)
+        )
+        create = {"type": TEXT, "data": "ab"}
+        ann.tell(ref, SubmitOp(tag=1, c="docs", d="d1", v=None, src="a", seq=1, kind="create",
+                               op=create))  # fmt: skip
+        first = await hub.expect(Publish)
+        assert (first.ack_to, first.ack) == (ann.ref, OpAcked(tag=1, v=0, src="a", seq=1))
+        await ann.expect_no_message(within=1)  # the ack is the hub's to deliver

@@ -291,7 +291,7 @@ def run(args: argparse.Namespace) -> Report:
     )
     loop_runner = _loop_runner()
     repeats = 1 if args.quick else 3
-    raw = _best(repeats, lambda: raw_loop(sizes.tell))
+    raw = _best(max(7, repeats), lambda: raw_loop(sizes.tell))  # cheap, and noisy: more runs
     raw_ns = raw / sizes.tell * 1e9
 
     def add(

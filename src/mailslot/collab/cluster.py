@@ -32,6 +32,7 @@ keyed by user, whose dispatcher replies after the inbox write is durable.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -112,6 +113,8 @@ def docs_kind(
 ) -> EntityKind:
     """The ``docs`` entity kind: one ``DocumentManager`` per shard, publishing to topics."""
     hub = node.topic_ref(_publish_topic, HUB_PATH)
+    # acks go straight to the session: a topic does not order them after the document's ops
+    config = dataclasses.replace(config, acks_via_hub=False)
 
     def handler(shard: int) -> DocumentManager:
         return DocumentManager(store=store, committer=committer, hub=hub, config=config)

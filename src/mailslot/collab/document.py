@@ -86,9 +86,12 @@ __all__ = [
     "DocumentConfig",
     "DocumentManager",
     "DocumentStatistics",
+    "Passivate",
     "Publish",
     "apply_record",
     "op_frame",
+    "state_from_snapshot",
+    "transform_error",
 ]
 
 log = logging.getLogger("mailslot.collab.document")
@@ -110,6 +113,10 @@ class DocumentConfig:
         now_ms: the wall clock for op timestamps, in ms since the epoch (a parameter for tests).
         meters: where ops applied, rejected, transforms and commit latency are reported.
         mailbox_capacity: each document actor's mailbox; past 80% its senders are slowed down.
+        acks_via_hub: hand each ack to the hub with the op's broadcast (one node: the hub then
+            delivers it after every earlier op of the document, so a subscribed author needs no
+            copies of the ops it missed); ``False`` sends acks directly (a cluster's hub is a
+            topic).
     """
 
     snapshot_every: int = 200
@@ -119,6 +126,7 @@ class DocumentConfig:
     now_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     meters: Meters | None = None
     mailbox_capacity: int = 10_000
+    acks_via_hub: bool = True
     #: told a :class:`~mailslot.collab.mentions.Mentioned` for each committed op that creates
     #: ``@name`` mentions (the notification dispatcher); ``None``: mentions are not looked for
     mentions: ActorRef | None = None
@@ -134,6 +142,12 @@ class Publish(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     frame: str
     wire: bytes = b""
     author: str | None = None
+    #: the author's ack, for the hub to deliver after the broadcast (``acks_via_hub``), and the
+    #: ops the author was transformed past: sent with the ack only if the author is not
+    #: subscribed (a subscriber has had them from the hub already, in order)
+    ack_to: Any = None
+    ack: OpAcked | None = None
+    missed: tuple[str, ...] = ()
 
 
 class _Committed(msgspec.Struct, frozen=True):
@@ -150,7 +164,9 @@ class _SnapshotSaved(msgspec.Struct, frozen=True):
     version: int
 
 
-class _Passivate(msgspec.Struct, frozen=True):
+class Passivate(msgspec.Struct, frozen=True):
+    """A document actor asks its manager to stop it (idle); ``key`` is its child name."""
+
     key: str
 
 
@@ -232,7 +248,8 @@ def apply_record(
     return type_uri, text
 
 
-def _from_snapshot(snapshot: Snapshot | None) -> tuple[str | None, ot.TextBuffer | None]:
+def state_from_snapshot(snapshot: Snapshot | None) -> tuple[str | None, ot.TextBuffer | None]:
+    """``(type, text)`` of a stored snapshot (``(None, None)`` for a missing document)."""
     if snapshot is None or snapshot.type is None:
         return None, None
     uri = _TYPE_URIS.get(snapshot.type, snapshot.type)
@@ -278,7 +295,7 @@ class DocumentActor(Actor):
 
     async def started(self) -> None:
         parts = await self.store.load(self.c, self.d)
-        state = _from_snapshot(parts.snapshot)
+        state = state_from_snapshot(parts.snapshot)
         for record in parts.ops:
             state = apply_record(state, record)
             self.log.append(_Logged(record))
@@ -385,7 +402,7 @@ class DocumentActor(Actor):
         parts = await self.store.snapshot_parts(
             self.c, self.d, version=m.version, timestamp=m.timestamp
         )
-        state = _from_snapshot(parts.snapshot)
+        state = state_from_snapshot(parts.snapshot)
         for record in parts.ops:
             state = apply_record(state, record)
         type_uri, text = state
@@ -480,7 +497,7 @@ class DocumentActor(Actor):
             if applied.src == m.src and applied.seq == m.seq:
                 self.acknowledge_again(applied, sender, m.tag)
                 return
-            error = _transform_error(kind, applied.kind)
+            error = transform_error(kind, applied.kind)
             if error is not None:
                 self.reject(sender, m.tag, *error)
                 return
@@ -627,10 +644,13 @@ class DocumentActor(Actor):
             if self.meters is not None:
                 self.meters.doc_ops_applied.inc()
                 self.meters.doc_commit_seconds.observe(time.perf_counter() - p.arrived)
-            ack = OpAcked(
-                tag=p.tag or 0, v=record.version, src=record.src, seq=record.seq, frames=p.missed
-            )
-            if p.author is not None and p.tag is not None:
+            via_hub = self.config.acks_via_hub and self.hub is not None
+            answer = p.author is not None and p.tag is not None
+            if answer and not via_hub:
+                ack = OpAcked(
+                    tag=p.tag or 0, v=record.version, src=record.src, seq=record.seq,
+                    frames=p.missed,
+                )  # fmt: skip
                 _tell(p.author, ack)
             for ref, tag in p.again:
                 _tell(ref, OpAcked(tag=tag, v=record.version, src=record.src, seq=record.seq))
@@ -645,6 +665,15 @@ class DocumentActor(Actor):
                     wire=text_frame(frame.encode()),
                     author=p.author.path if p.author is not None else None,
                 )
+                if answer and via_hub:
+                    publish = msgspec.structs.replace(
+                        publish,
+                        ack_to=p.author,
+                        ack=OpAcked(
+                            tag=p.tag or 0, v=record.version, src=record.src, seq=record.seq
+                        ),
+                        missed=p.missed,
+                    )
                 _tell(self.hub, publish)
             if p.mentioned is not None:
                 names, excerpts = p.mentioned
@@ -717,7 +746,7 @@ class DocumentActor(Actor):
             self.passivate_after_snapshot = True
             self.save_snapshot()
             return
-        self.manager.tell(_Passivate(self.context.self.name))
+        self.manager.tell(Passivate(self.context.self.name))
 
     def statistics(self) -> DocumentStatistics:
         return DocumentStatistics(
@@ -732,7 +761,7 @@ class DocumentActor(Actor):
         )
 
 
-def _transform_error(kind: str, applied: str) -> tuple[str, str] | None:
+def transform_error(kind: str, applied: str) -> tuple[str, str] | None:
     """ShareDB's rules for an op meeting an already applied op of another kind."""
     if applied == "del":
         if kind in ("create", "op"):
@@ -801,7 +830,7 @@ class DocumentManager(Actor):
     def receive(self, message: Any) -> None:
         if isinstance(message, Routed):
             self.route(message, self.context.sender)
-        elif isinstance(message, _Passivate):
+        elif isinstance(message, Passivate):
             self.passivate(message.key)
         elif isinstance(message, Terminated):
             self.terminated(message.actor)

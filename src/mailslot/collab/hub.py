@@ -14,15 +14,19 @@ do; such a session is also closed by its own outbound limit.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
 
 from mailslot.collab.document import Publish
 from mailslot.collab.protocol.docs import OpBroadcast
+from mailslot.errors import MailboxFull
 from mailslot.runtime import Actor, ActorRef, Terminated
 
 __all__ = ["Hub", "HubStatistics", "HubSubscribe", "HubUnsubscribe"]
+
+log = logging.getLogger("mailslot.collab.hub")
 
 
 class HubSubscribe(msgspec.Struct, frozen=True):
@@ -73,15 +77,24 @@ class Hub(Actor):
     def publish(self, p: Publish) -> None:
         self.published += 1
         subs = self.subscribers.get((p.c, p.d))
-        if not subs:
-            return
-        broadcast = OpBroadcast(c=p.c, d=p.d, v=p.v, src=p.src, frame=p.frame, wire=p.wire)
-        author = p.author
         me = self.context.self
-        for path, ref in subs.items():
-            if path != author:
-                ref.tell(broadcast, me)
-                self.delivered += 1
+        author = p.author
+        if subs:
+            broadcast = OpBroadcast(c=p.c, d=p.d, v=p.v, src=p.src, frame=p.frame, wire=p.wire)
+            for path, ref in subs.items():
+                if path != author:
+                    ref.tell(broadcast, me)
+                    self.delivered += 1
+        if p.ack is not None and p.ack_to is not None:
+            # after the broadcast, and after every earlier op of this document this hub passed
+            # on: a subscribed author has seen the ops it missed; anyone else gets them here
+            ack = p.ack
+            if not (subs and author in subs) and p.missed:
+                ack = msgspec.structs.replace(ack, frames=p.missed)
+            try:
+                p.ack_to.tell(ack, me)
+            except MailboxFull:
+                log.warning("%s cannot take its ack: its mailbox is full", p.ack_to)
 
     def subscribe(self, c: str, d: str, session: ActorRef | None) -> None:
         if session is None:

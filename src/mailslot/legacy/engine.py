@@ -78,10 +78,10 @@ from mailslot.collab import ot
 from mailslot.collab.document import (
     TEXT_URI,
     Publish,
-    _from_snapshot,
-    _transform_error,
     apply_record,
     op_frame,
+    state_from_snapshot,
+    transform_error,
 )
 from mailslot.collab.protocol.docs import (
     DocError,
@@ -483,7 +483,7 @@ class LegacyEngine:
         if doc.loaded:
             return
         parts = self._run(self.store.load(doc.c, doc.d))
-        state = _from_snapshot(parts.snapshot)
+        state = state_from_snapshot(parts.snapshot)
         doc.log.clear()
         for record in parts.ops:
             state = apply_record(state, record)
@@ -534,7 +534,7 @@ class LegacyEngine:
                 if applied.src == m.src and applied.seq == m.seq:
                     ack = OpAcked(tag=m.tag, v=applied.version, src=m.src, seq=m.seq)
                     return self._reply(job, ack)
-                error = _transform_error(kind, applied.kind)
+                error = transform_error(kind, applied.kind)
                 if error is not None:
                     return self._reject(gen, job, *error)
                 if kind == "op" and applied.kind == "op":
@@ -707,7 +707,7 @@ class LegacyEngine:
         parts = self._run(
             self.store.snapshot_parts(m.c, m.d, version=m.version, timestamp=m.timestamp)
         )
-        state = _from_snapshot(parts.snapshot)
+        state = state_from_snapshot(parts.snapshot)
         for record in parts.ops:
             state = apply_record(state, record)
         type_uri, text = state

@@ -60,8 +60,8 @@ import msgspec
 from mailslot.collab.document import (
     DocumentConfig,
     DocumentManager,
+    Passivate,
     Publish,
-    _Passivate,
     child_name,
 )
 from mailslot.collab.protocol.docs import (
@@ -482,7 +482,7 @@ class CutoverRouter(Actor):
         if engine == "actor":
             target = self.documents if serving else self.shadow_documents
             if target is not None:
-                target.tell(_Passivate(child_name(*key)))
+                target.tell(Passivate(child_name(*key)))
         else:
             legacy = self.legacy if serving else self.shadow_legacy
             if legacy is not None:
