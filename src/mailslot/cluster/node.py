@@ -62,13 +62,14 @@ import itertools
 import logging
 import os
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
 
+from mailslot.cluster.dedup import RecentIds
 from mailslot.cluster.messages import Catalog, Heartbeat, Leave, Undeliverable
 from mailslot.cluster.routing import Membership, assignment, check_node_id, roles, shard_for
 from mailslot.cluster.transport import HEARTBEAT_KEY, Delivery, ShardSubscription, Transport
@@ -125,7 +126,8 @@ class ClusterConfig:
         max_buffered: Envelopes sent and not yet confirmed, at most (then ``MailboxFull``).
         prefetch: Frames a shard consumer holds unacked, at most.
         settle_timeout: Seconds an envelope may stay unsettled before its frame is requeued.
-        dedup_window: Settled message ids remembered, to skip redeliveries.
+        dedup_window: Settled message ids remembered (at least this many of the latest, at
+            most twice as many), to skip redeliveries.
         join_wait: Seconds to listen for heartbeats before taking shards, on start.
         reconnect_delay: First delay before reconnecting; doubles up to ``max_reconnect_delay``.
         max_reconnect_delay: Longest delay between reconnection attempts.
@@ -442,10 +444,10 @@ class ClusterNode:
         self._drained_waiters: list[asyncio.Future[None]] = []
         self._shard_cache: dict[str, int] = {}
         self._shards: dict[int, _Shard] = {}
-        self._seen: dict[bytes, None] = {}
+        self._seen = RecentIds(config.dedup_window)
         self._asks: dict[str, tuple[asyncio.Future[Any], str]] = {}
         self._ask_ids = itertools.count(1)
-        self._proxies: dict[str, ActorRef] = {}
+        self._proxies: OrderedDict[str, ActorRef] = OrderedDict()  # O(1) oldest-first
         self._proxy_of: dict[ActorRef, str] = {}
         self._proxy_ids = itertools.count(1)
         self._bound: dict[str, set[str]] = {}
@@ -646,8 +648,8 @@ class ClusterNode:
         if proxy is None:
             proxy = f"{_PROXY_PREFIX}{next(self._proxy_ids)}"
             if len(self._proxies) >= self.config.max_proxies:
-                oldest = next(iter(self._proxies))
-                self._proxy_of.pop(self._proxies.pop(oldest), None)
+                _, oldest = self._proxies.popitem(last=False)
+                self._proxy_of.pop(oldest, None)
             self._proxies[proxy] = sender
             self._proxy_of[sender] = proxy
         return self.node_id + proxy
@@ -1059,10 +1061,7 @@ class ClusterNode:
 
     def _settle(self, frame: _Frame, envelope_id: bytes | None) -> None:
         if envelope_id is not None:
-            seen = self._seen
-            seen[envelope_id] = None
-            if len(seen) > self.config.dedup_window:
-                del seen[next(iter(seen))]
+            self._seen.add(envelope_id)
         frame.remaining -= 1
         if frame.remaining > 0:
             return
