@@ -1,4 +1,5 @@
-"""Three ``mailslot serve --broker`` processes, stock ShareDB clients on different nodes.
+"""Several ``mailslot serve --broker`` processes, stock ShareDB clients on different nodes, and
+one edit traced across two of them (each node's spans read from its console exporter).
 
 Real RabbitMQ and PostgreSQL. Each test gets its own broker name prefix and database schema, and
 deletes them at the end. The clients (``js/cluster_load.js``) insert unique tokens, so "no
@@ -39,6 +40,13 @@ class NodeProcess:
         self.proc = proc
         self.url = url
         self.node_id = node_id
+        self.output: list[str] = []  # what it prints after "serving on", read as it comes
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            self.output.append(line.decode())
 
     @property
     def ws(self) -> str:
@@ -54,7 +62,7 @@ class ClusterRun:
         self.nodes: list[NodeProcess] = []
         self.logs: list[Any] = []
 
-    async def start_node(self, node_id: str) -> NodeProcess:
+    async def start_node(self, node_id: str, env: dict[str, str] | None = None) -> NodeProcess:
         log = open(self.tmp / f"{node_id}.log", "wb")  # noqa: SIM115, ASYNC230 - closed in close()
         self.logs.append(log)
         proc = await asyncio.create_subprocess_exec(
@@ -80,6 +88,7 @@ class ClusterRun:
             "warning",
             stdout=asyncio.subprocess.PIPE,
             stderr=log,
+            env={**os.environ, **(env or {})},
         )
         assert proc.stdout is not None
         async with asyncio.timeout(30 * SCALE):
@@ -166,6 +175,7 @@ class ClusterRun:
             except TimeoutError:
                 node.proc.kill()
                 await node.proc.wait()
+            await node.reader
         for log in self.logs:
             log.close()
 
@@ -246,3 +256,92 @@ async def test_a_broker_restart_loses_no_acknowledged_op(run: ClusterRun) -> Non
     result = await run.result(load, 150)
     await run.formed(run.nodes)
     await run.check(result, run.nodes[0])
+
+
+# ------------------------------------------------------------------ one edit, one trace, 2 nodes
+
+TRACE_ENV = {"OTEL_TRACES_EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "50"}
+
+
+def printed_spans(node: NodeProcess) -> list[dict[str, Any]]:
+    """The spans a node's console exporter printed: JSON objects one after another."""
+    text = "".join(node.output)
+    decoder = json.JSONDecoder()
+    spans: list[dict[str, Any]] = []
+    at = 0
+    while (start := text.find("{", at)) != -1:
+        try:
+            obj, at = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            at = start + 1
+            continue
+        if isinstance(obj, dict) and "context" in obj and "parent_id" in obj:
+            spans.append(obj)
+    return spans
+
+
+async def frame_until(ws: Any, **fields: Any) -> dict[str, Any]:
+    while True:
+        async with asyncio.timeout(30 * SCALE):
+            frame: dict[str, Any] = json.loads(await ws.recv())
+        if all(frame.get(k) == v for k, v in fields.items()):
+            return frame
+
+
+async def test_one_edit_is_one_trace_across_two_node_processes(run: ClusterRun) -> None:
+    import websockets
+
+    from mailslot.cluster.routing import assignment, shard_for
+
+    # The first node consumes every shard until it sees the second; it stays the active consumer
+    # of the shards it is primary for. A client on the second node editing a document of one of
+    # those shards therefore crosses from one process to the other and back.
+    back = await run.start_node("t0", env={**TRACE_ENV, "OTEL_SERVICE_NAME": "t0"})
+    await run.formed([back])  # it consumes every shard before the second node subscribes
+    front = await run.start_node("t1", env={**TRACE_ENV, "OTEL_SERVICE_NAME": "t1"})
+    await run.formed(run.nodes)
+    table = assignment(["t0", "t1"], SHARDS)
+    doc = next(
+        d
+        for d in (f"x{i}" for i in range(1000))
+        if table[shard_for(f"docs/docs/{d}", SHARDS)][0] == "t0"
+    )
+
+    ws = await websockets.connect(front.ws)
+    await ws.send(json.dumps({"a": "hs", "id": None, "protocol": 1, "protocolMinor": 2}))
+    await frame_until(ws, a="hs")
+    await ws.send(json.dumps({"a": "op", "c": "docs", "d": doc, "seq": 1,
+                              "create": {"type": "text-unicode", "data": "hi"}}))  # fmt: skip
+    await frame_until(ws, a="op", seq=1)
+    await ws.send(json.dumps({"a": "op", "c": "docs", "d": doc, "v": 1, "seq": 2, "op": ["!"]}))
+    await frame_until(ws, a="op", seq=2)
+    await ws.close()
+    await run.close()  # SIGTERM: each node flushes its spans as it stops
+
+    spans = [(s, "t1") for s in printed_spans(front)] + [(s, "t0") for s in printed_spans(back)]
+    by_id = {s["context"]["span_id"]: (s, node) for s, node in spans}
+
+    def label(span: dict[str, Any]) -> str:
+        attrs = span.get("attributes") or {}
+        message = attrs.get("mailslot.message.type")
+        return f"{attrs.get('mailslot.actor.type')}:{message}" if message else str(span["name"])
+
+    def chain(span: dict[str, Any], node: str) -> list[tuple[str, str]]:
+        out = []
+        item: tuple[dict[str, Any], str] | None = (span, node)
+        while item is not None:
+            out.append((item[1], label(item[0])))
+            item = by_id.get(item[0]["parent_id"]) if item[0]["parent_id"] else None
+        return list(reversed(out))
+
+    acks = [(s, n) for s, n in spans if label(s) == "SessionActor:OpAcked"]
+    assert acks, "the front node traced no acknowledgement"
+    ack, node = acks[-1]
+    assert chain(ack, node) == [
+        ("t1", "SessionActor:ClientFrame"),
+        ("t0", "DocumentManager:SubmitOp"),
+        ("t0", "DocumentActor:SubmitOp"),
+        ("t0", "store commit"),
+        ("t0", "DocumentActor:_Committed"),
+        ("t1", "SessionActor:OpAcked"),
+    ]
