@@ -56,6 +56,7 @@ from mailslot.collab.gateway import (
 )
 from mailslot.collab.hub import Hub
 from mailslot.collab.notify import NotificationManager, NotifyConfig
+from mailslot.collab.peers import Peers
 from mailslot.collab.presence import PresenceConfig, PresenceManager
 from mailslot.collab.protocol.docs import DocError, DocSnapshot, OpAcked, SnapshotAt, SubmitOp
 from mailslot.errors import AskTimeout, ConfigError, MailslotError
@@ -160,24 +161,15 @@ class Node:
         self.system.start()
         self.hub = self.system.spawn(Hub, name="hub")
         hub = self.hub
-        directory = Directory(self.store)
-        self.notifier = self.system.spawn(
-            lambda: NotificationManager(directory=directory, config=self.config.notify),
-            name="notify",
-        )
-        notifier = self.notifier
-        # documents tell this node's notifier about the @mentions their ops create
-        self.config = dataclasses.replace(
-            self.config, documents=dataclasses.replace(self.config.documents, mentions=notifier)
-        )
-        documents = self.config.documents
         if self.config.broker is not None:
             from mailslot.collab.cluster import join_cluster
 
-            await join_cluster(self)  # sets manager and gateway (presence is per node: off)
+            await join_cluster(self)  # sets notifier, manager, presence and gateway
             self._start_accounts()
             self._started = True
             return
+        notifier = self.start_notifier(None)
+        documents = self.config.documents
         if self.config.engine == "actor":
             self.manager = self.system.spawn(
                 lambda: DocumentManager(
@@ -210,6 +202,22 @@ class Node:
         )
         self._start_accounts()
         self._started = True
+
+    def start_notifier(self, peers: Peers | None) -> ActorRef:
+        """The node's notification manager (``/user/notify``); documents tell it the @mentions
+        their ops create."""
+        directory = Directory(self.store)
+        self.notifier = self.system.spawn(
+            lambda: NotificationManager(
+                directory=directory, config=self.config.notify, peers=peers
+            ),
+            name="notify",
+        )
+        self.config = dataclasses.replace(
+            self.config,
+            documents=dataclasses.replace(self.config.documents, mentions=self.notifier),
+        )
+        return self.notifier
 
     def _start_accounts(self) -> None:
         assert self.gateway is not None

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.collab.recording_peers import RecordingPeers
 
 from mailslot.collab.mentions import Mentioned
 from mailslot.collab.notify import (
@@ -16,8 +17,10 @@ from mailslot.collab.notify import (
     Online,
     Shared,
     UnreadChanged,
+    UserFrame,
     notification_id,
 )
+from mailslot.collab.peers import Peers
 from mailslot.collab.protocol.docs import Push
 from mailslot.meters import Meters
 from mailslot.store.directory import Directory
@@ -41,14 +44,22 @@ class FakeHook:
 
 
 class Env:
-    def __init__(self, kit: TestKit, directory: Directory, hook: FakeHook, **options: Any) -> None:
+    def __init__(
+        self,
+        kit: TestKit,
+        directory: Directory,
+        hook: FakeHook,
+        peers: Peers | None = None,
+        **options: Any,
+    ) -> None:
         self.kit = kit
         self.directory = directory
         self.meters = Meters()
         self.ms = 1_000
         config = NotifyConfig(poster=hook, now_ms=self.now_ms, meters=self.meters, **options)
         self.manager = kit.system.spawn(
-            lambda: NotificationManager(directory=directory, config=config), name="notify"
+            lambda: NotificationManager(directory=directory, config=config, peers=peers),
+            name="notify",
         )
 
     def now_ms(self) -> int:
@@ -198,3 +209,52 @@ async def test_dispatchers_passivate_and_come_back(parts: tuple[TestKit, Directo
     env.mention("bob", v=2)
     await kit.settle()
     assert len(await directory.notifications("bob")) == 2
+
+
+# ------------------------------------------------------------------ on a cluster: other nodes
+
+
+@pytest.fixture
+async def clustered(parts: tuple[TestKit, Directory]) -> tuple[Env, RecordingPeers]:
+    kit, directory = parts
+    peers = RecordingPeers(kit)
+    return Env(kit, directory, FakeHook(), peers=peers.peers), peers
+
+
+async def test_live_copies_go_to_the_users_sessions_on_other_nodes(
+    clustered: tuple[Env, RecordingPeers],
+) -> None:
+    env, peers = clustered
+    directory = env.directory
+    env.mention("bob", v=2)  # bob has no session on this node
+    relay = await peers.probe.expect(UserFrame)
+    assert (relay.user, relay.origin) == ("bob", "n1")
+    got = json.loads(relay.frame)
+    assert (got["a"], got["unread"], got["notification"]["v"]) == ("x-notify", 1, 2)
+    assert [n.version for n in await directory.notifications("bob")] == [2]
+    bob = env.kit.probe("session-bob")
+    bob.tell(env.manager, UnreadChanged("bob"))
+    assert json.loads((await peers.probe.expect(UserFrame)).frame) == {"a": "x-unread", "unread": 1}
+    await bob.expect_no_message(within=1)  # not online here: nothing local
+
+
+async def test_live_copies_from_other_nodes_reach_local_sessions_once(
+    clustered: tuple[Env, RecordingPeers],
+) -> None:
+    env, peers = clustered
+    kit, directory = env.kit, env.directory
+    bob = await env.online("bob")
+    assert peers.bound == [("bob", True)]
+    frame = json.dumps({"a": "x-unread", "unread": 7})
+    env.manager.tell(UserFrame("bob", frame, "n2"))
+    assert json.loads((await bob.expect(Push)).frame) == {"a": "x-unread", "unread": 7}
+    await peers.probe.expect_no_message(within=1)  # not sent back out
+    env.manager.tell(UserFrame("bob", frame, "n1"))  # this node's own, back from the broker
+    env.manager.tell(UserFrame("cat", frame, "n2"))  # nobody of cat's here: no dispatcher
+    await bob.expect_no_message(within=1)
+    assert kit.system.lookup("/user/notify/u:cat") is None
+    assert await directory.notifications("bob") == []  # a live copy stores nothing
+
+    await kit.system.stop(bob.ref)
+    await kit.settle()
+    assert peers.bound == [("bob", True), ("bob", False)]

@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from tests.collab.recording_peers import RecordingPeers
 
 from mailslot.collab.document import op_frame
 from mailslot.collab.hub import HubSubscribe, HubUnsubscribe
+from mailslot.collab.peers import Peers
 from mailslot.collab.presence import (
     PresenceConfig,
     PresenceControl,
     PresenceIn,
     PresenceManager,
+    PresenceRelay,
     presence_message,
     transform_presence,
 )
@@ -43,14 +46,16 @@ def record(v: int, op: Any, src: str = "other", kind: str = "op") -> OpRecord:
 
 
 class Env:
-    def __init__(self, kit: TestKit) -> None:
+    def __init__(self, kit: TestKit, peers: Peers | None = None) -> None:
         self.kit = kit
         self.hub = kit.probe("hub")
         self.docs = kit.probe("docs")
         self.meters = Meters()
         self.config = PresenceConfig(heartbeat_timeout=30.0, meters=self.meters)
         self.manager = kit.system.spawn(
-            lambda: PresenceManager(hub=self.hub.ref, documents=self.docs.ref, config=self.config),
+            lambda: PresenceManager(
+                hub=self.hub.ref, documents=self.docs.ref, config=self.config, peers=peers
+            ),
             name="presence",
         )
 
@@ -263,4 +268,67 @@ async def test_a_channel_stops_when_its_last_subscriber_leaves(env: Env) -> None
         pushes.append(got)
         if got == {"a": "ps", "ch": CH, "seq": 3}:
             break
+    assert env.kit.system.statistics().by_type["PresenceActor"].actors == 1
+
+
+# ------------------------------------------------------------------ on a cluster: other nodes
+
+
+@pytest.fixture
+async def clustered() -> AsyncIterator[tuple[Env, RecordingPeers]]:
+    async with TestKit(seed=1) as kit:
+        peers = RecordingPeers(kit)
+        env = Env(kit, peers=peers.peers)
+        yield env, peers
+
+
+async def test_local_presence_goes_to_the_other_nodes(
+    clustered: tuple[Env, RecordingPeers],
+) -> None:
+    env, peers = clustered
+    ann = env.session("ann")
+    env.subscribe(ann)
+    assert await frame(ann) == {"a": "ps", "ch": CH, "seq": 1}
+    assert peers.bound == [(CH, True)]  # bound before anything of this channel is relayed
+    relay = await peers.probe.expect(PresenceRelay)  # the newcomer asks everyone to re-send
+    assert (relay.ch, json.loads(relay.frame), relay.origin) == (CH, {"a": "pr", "ch": CH}, "n1")
+
+    env.update(ann, "ann-1", {"index": 2, "length": 0})
+    mine = await frame(ann)
+    relay = await peers.probe.expect(PresenceRelay)
+    assert json.loads(relay.frame) == mine
+    assert mine["src"] == "ann"
+
+    ann.tell(env.manager, PresenceControl(PresenceUnsubscribe(ch=CH, seq=2), "ann"))
+    relay = await peers.probe.expect(PresenceRelay)  # ann's presence leaves everywhere
+    assert json.loads(relay.frame)["p"] is None
+    await env.kit.settle()
+    assert peers.bound == [(CH, True), (CH, False)]
+
+
+async def test_presence_from_other_nodes_reaches_local_subscribers_once(
+    clustered: tuple[Env, RecordingPeers],
+) -> None:
+    env, peers = clustered
+    ann, bob = env.session("ann"), env.session("bob")
+    env.subscribe(ann)
+    await frame(ann)
+    await peers.probe.expect(PresenceRelay)
+    env.subscribe(bob)
+    await frame(bob)
+    await frame(ann)  # the pr for bob
+    await peers.probe.expect(PresenceRelay)
+
+    remote = json.dumps({"a": "p", "ch": CH, "id": "cy-1", "src": "cy", "p": None, "v": None})
+    env.kit.system.lookup("/user/presence").tell(PresenceRelay(CH, remote, "n2"))  # type: ignore[union-attr]
+    assert json.loads((await ann.expect(Push)).frame)["id"] == "cy-1"
+    assert json.loads((await bob.expect(Push)).frame)["id"] == "cy-1"
+    await peers.probe.expect_no_message(within=1)  # not sent back out
+
+    # this node's own relays come back from the broker: skipped
+    env.kit.system.lookup("/user/presence").tell(PresenceRelay(CH, remote, "n1"))  # type: ignore[union-attr]
+    await ann.expect_no_message(within=1)
+    # a channel nobody here subscribes to starts nothing
+    env.kit.system.lookup("/user/presence").tell(PresenceRelay("docs.other", remote, "n2"))  # type: ignore[union-attr]
+    await env.kit.settle()
     assert env.kit.system.statistics().by_type["PresenceActor"].actors == 1

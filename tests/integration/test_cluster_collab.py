@@ -345,3 +345,94 @@ async def test_one_edit_is_one_trace_across_two_node_processes(run: ClusterRun) 
         ("t0", "DocumentActor:_Committed"),
         ("t1", "SessionActor:OpAcked"),
     ]
+
+
+# ------------------------------------------------------ presence and notifications across nodes
+
+
+async def test_presence_and_live_notifications_cross_nodes(run: ClusterRun) -> None:
+    """Ann on one node, Bob on the other: Bob sees Ann's cursor and gets her @mention live."""
+    import websockets
+
+    from mailslot.cluster.routing import assignment, shard_for
+
+    env = {"MAILSLOT_SECRET": "one secret for the whole cluster"}
+    first = await run.start_node("q0", env=env)
+    await run.formed([first])  # it consumes every shard before the second node subscribes
+    second = await run.start_node("q1", env=env)
+    await run.formed(run.nodes)
+    table = assignment(["q0", "q1"], SHARDS)
+    # a document the first node keeps: Ann's mention is stored there, Bob is on the second
+    doc = next(
+        d
+        for d in (f"talk{i}" for i in range(1000))
+        if table[shard_for(f"docs/docs/{d}", SHARDS)][0] == "q0"
+    )
+    ch = f"docs.{doc}"
+
+    async def login(node: NodeProcess, name: str) -> str:
+        async with httpx.AsyncClient(base_url=node.url) as http:
+            reply = await http.post("/api/dev-login", json={"name": name}, timeout=10)
+            assert reply.status_code == 200, reply.text
+            return str(reply.json()["token"])
+
+    async def connect(node: NodeProcess, token: str | None) -> Any:
+        ws = await websockets.connect(node.ws + (f"?token={token}" if token else ""))
+        await ws.send(json.dumps({"a": "hs", "id": None, "protocol": 1, "protocolMinor": 2}))
+        await frame_until(ws, a="hs")
+        return ws
+
+    ann_token, bob_token = await login(first, "ann"), await login(second, "bob")
+    ann = await connect(first, ann_token)
+    async with httpx.AsyncClient(base_url=first.url) as http:
+        auth = {"authorization": f"Bearer {ann_token}"}
+        created = await http.post("/api/docs", json={"id": doc, "text": "hi"}, headers=auth)
+        assert created.status_code == 201, created.text
+        shared = await http.post(
+            f"/api/docs/{doc}/members",
+            json={"user": "bob", "role": "write"},
+            headers=auth,
+            timeout=10,
+        )
+        assert shared.status_code == 200, shared.text
+
+    bob = await connect(second, bob_token)
+    # Bob's session is known to his node's notifications (they answer him) ...
+    async with httpx.AsyncClient(base_url=second.url) as http:
+        read = await http.post(
+            "/api/notifications/read",
+            json={"all": True},
+            headers={"authorization": f"Bearer {bob_token}"},
+            timeout=10,
+        )
+        assert read.status_code == 200, read.text
+    await frame_until(bob, a="x-unread")
+    # ... and a request through the broker after his presence subscription proves that his
+    # node's bindings (his notifications, the channel) are in place
+    await bob.send(json.dumps({"a": "ps", "ch": ch, "seq": 1}))
+    await frame_until(bob, a="ps")
+    await bob.send(json.dumps({"a": "s", "c": "docs", "d": doc}))
+    assert (await frame_until(bob, a="s"))["data"]["data"] == "hi"
+
+    await ann.send(json.dumps({"a": "ps", "ch": ch, "seq": 1}))
+    await frame_until(ann, a="ps")
+    await ann.send(json.dumps({"a": "s", "c": "docs", "d": doc}))
+    await frame_until(ann, a="s")
+
+    await ann.send(json.dumps({"a": "p", "ch": ch, "id": "ann-1", "pv": 1, "c": "docs",
+                               "d": doc, "v": 1, "t": "http://sharejs.org/types/text-unicode",
+                               "p": {"index": 2, "length": 0}}))  # fmt: skip
+    cursor = await frame_until(bob, a="p", id="ann-1")
+    assert cursor["p"] == {"index": 2, "length": 0}
+    assert cursor["src"] != ""
+
+    await ann.send(json.dumps({"a": "op", "c": "docs", "d": doc, "v": 1, "seq": 1,
+                               "op": [2, " @bob"]}))  # fmt: skip
+    assert "error" not in await frame_until(ann, a="op", seq=1)
+    note = await frame_until(bob, a="x-notify")
+    assert (note["notification"]["kind"], note["notification"]["author"]) == ("mention", "ann")
+
+    await ann.close()  # Ann leaves: her cursor goes from Bob's page too
+    gone = await frame_until(bob, a="p", id="ann-1")
+    assert gone["p"] is None
+    await bob.close()

@@ -22,12 +22,19 @@ with no change to them:
   the clients reconnect (to this node or another), resubscribe at their versions and resend their
   unacknowledged ops, which the documents recognise by ``(src, seq)``.
 
+- Presence is not a sharded entity: every node runs its presence manager for its own sessions,
+  and a channel's frames caused by local sessions go to the same channel on the other nodes on
+  the topic ``presence.<ch>`` (:class:`~mailslot.collab.peers.Peers`). Presence is
+  droppable and needs no single owner, so a cursor move costs one broker hop and no store write.
+- Notifications: the document actor that commits a mention tells its own node's notification
+  manager, whose dispatcher stores it (the inbox id is derived from the cause, so a redelivered
+  op stores nothing twice); the live frame goes to the user's sessions on that node and, on the
+  topic ``user.<name>``, to the user's dispatchers on the nodes where it has sessions
+  (:class:`~mailslot.collab.peers.Peers`).
+
 More entity kinds plug in the same way: register an :class:`~mailslot.cluster.node.EntityKind`
 (key function, per-shard handler factory, which messages get a reply) and the message registry
-of their protocol. Presence per document would be kind ``presence`` keyed by the document,
-with a per-shard presence manager, replies never (presence is droppable, so it is acked once
-handed over) and broadcasts on ``presence.<c>/<d>``; notifications would be kind ``notify``
-keyed by user, whose dispatcher replies after the inbox write is durable.
+of their protocol.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ from mailslot.cluster.node import ClusterNode, EntityKind
 from mailslot.collab.document import DocumentConfig, DocumentManager, Publish
 from mailslot.collab.gateway import Gateway, SocketClosed
 from mailslot.collab.hub import HubSubscribe, HubUnsubscribe
+from mailslot.collab.notify import UserFrame
+from mailslot.collab.peers import Peers
+from mailslot.collab.presence import PresenceManager, PresenceRelay
 from mailslot.collab.protocol.docs import (
     DocError,
     DocOps,
@@ -62,6 +72,8 @@ from mailslot.wire import MessageRegistry
 __all__ = [
     "DOC_MESSAGES",
     "HUB_MESSAGES",
+    "NOTIFY_MESSAGES",
+    "PRESENCE_MESSAGES",
     "CloseSessions",
     "ClusterGateway",
     "ClusterHubRef",
@@ -70,6 +82,8 @@ __all__ = [
     "docs_kind",
     "join_cluster",
     "on_lost_close_sessions",
+    "presence_topic",
+    "user_topic",
 ]
 
 DOC_MESSAGES = MessageRegistry("collab.docs")
@@ -89,15 +103,38 @@ for _cls in (
 HUB_MESSAGES = MessageRegistry("collab.hub")
 HUB_MESSAGES.register(Publish)
 
+PRESENCE_MESSAGES = MessageRegistry("collab.presence")
+PRESENCE_MESSAGES.register(PresenceRelay)
+
+NOTIFY_MESSAGES = MessageRegistry("collab.notify")
+NOTIFY_MESSAGES.register(UserFrame)
+
 HUB_PATH = "/user/hub"
+PRESENCE_PATH = "/user/presence"
+NOTIFY_PATH = "/user/notify"
+
+
+def _topic(kind: str, name: str) -> str:
+    """``<kind>.<name>``, or a hash of the name when that is over AMQP's 255 bytes."""
+    key = f"{kind}.{name}"
+    if len(key.encode()) <= 255:
+        return key
+    return f"{kind}.h." + hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
 
 
 def doc_topic(c: str, d: str) -> str:
     """The events routing key of a document's broadcasts (at most 255 bytes, as AMQP wants)."""
-    key = f"doc.{c}/{d}"
-    if len(key.encode()) <= 255:
-        return key
-    return "doc.h." + hashlib.blake2b(f"{c}/{d}".encode(), digest_size=16).hexdigest()
+    return _topic("doc", f"{c}/{d}")
+
+
+def presence_topic(ch: str) -> str:
+    """The events routing key of a presence channel's relays between nodes."""
+    return _topic("presence", ch)
+
+
+def user_topic(user: str) -> str:
+    """The events routing key of the live notification frames of one user's sessions."""
+    return _topic("user", user)
 
 
 def _doc_key(message: Any) -> str:
@@ -188,7 +225,9 @@ def on_lost_close_sessions(gateway: ActorRef) -> Callable[[], None]:
 async def join_cluster(node: Any) -> ClusterNode:
     """Wire a ``mailslot.server.Node`` (store, committer, hub already up) into its cluster.
 
-    Sets ``node.cluster``, ``node.manager`` (the ``docs`` entity ref) and ``node.gateway``.
+    Sets ``node.cluster``, ``node.notifier``, ``node.manager`` (the ``docs`` entity ref),
+    ``node.presence`` and ``node.gateway``. Presence and live notifications reach the other
+    nodes through topics (see :mod:`mailslot.collab.presence` and :mod:`mailslot.collab.notify`).
 
     Raises:
         TransportError: the broker cannot be reached.
@@ -209,19 +248,46 @@ async def join_cluster(node: Any) -> ClusterNode:
         node.system,
         transport,
         ClusterConfig(node_id=node_id),
-        registries=[DOC_MESSAGES, HUB_MESSAGES],
+        registries=[DOC_MESSAGES, HUB_MESSAGES, PRESENCE_MESSAGES, NOTIFY_MESSAGES],
         instrumentation=node.obs.instrumentation,
     )
+    notifier = node.start_notifier(
+        Peers(
+            ref=cluster.topic_ref(lambda m: user_topic(m.user), NOTIFY_PATH),
+            origin=node_id,
+            bind=lambda user: cluster.subscribe_topic(user_topic(user), f"notify:{user}"),
+            unbind=lambda user: cluster.unsubscribe_topic(user_topic(user), f"notify:{user}"),
+        )
+    )
     cluster.register_kind(
-        docs_kind(cluster, store=node.store, committer=node.committer, config=config.documents)
+        docs_kind(cluster, store=node.store, committer=node.committer, config=node.config.documents)
     )
     await cluster.start()
     node.cluster = cluster
     manager = node.manager = cluster.entity_ref("docs")
     hub = ClusterHubRef(cluster, node.hub)
+    peers = Peers(
+        ref=cluster.topic_ref(lambda m: presence_topic(m.ch), PRESENCE_PATH),
+        origin=node_id,
+        bind=lambda ch: cluster.subscribe_topic(presence_topic(ch), f"presence:{ch}"),
+        unbind=lambda ch: cluster.unsubscribe_topic(presence_topic(ch), f"presence:{ch}"),
+    )
+    presence_config = config.presence
+    presence = node.presence = node.system.spawn(
+        lambda: PresenceManager(hub=hub, documents=manager, config=presence_config, peers=peers),
+        name="presence",
+        mailbox_capacity=presence_config.mailbox,
+    )
     gateway_config = config.gateway
     node.gateway = node.system.spawn(
-        lambda: ClusterGateway(manager=manager, hub=hub, config=gateway_config), name="gateway"
+        lambda: ClusterGateway(
+            manager=manager,
+            hub=hub,
+            presence=presence,
+            notifier=notifier,
+            config=gateway_config,
+        ),
+        name="gateway",
     )
     cluster.on_lost(on_lost_close_sessions(node.gateway))
     return cluster

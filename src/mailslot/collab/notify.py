@@ -21,6 +21,13 @@ as ``{"a": "x-notify", ...}`` to each open session of the user (a droppable
 :class:`~mailslot.collab.protocol.docs.Push`: under overload a live copy may be lost, the inbox
 keeps it), and to the user's webhook if it has one.
 
+*On a cluster* each node runs its own manager; a user's dispatcher exists on every node where
+the user has a session, and on the node whose document actor saw the mention. Inbox ids are
+derived from the cause, so only one of them stores a notification; the live copies and unread
+counts a dispatcher sends its sessions also go, through :class:`Peers`, as a
+:class:`UserFrame` to the dispatchers of that user on the other nodes (a topic per user, bound
+while the user has a session on the node), which hand them to their own sessions.
+
 *Webhooks.* Each dispatcher has a circuit breaker (pybreaker) around its user's endpoint. A
 delivery is a POST of the notification as JSON with an ``Idempotency-Key`` header (the
 notification id, the same on every retry), run in a task the dispatcher owns; a failure (network
@@ -44,6 +51,7 @@ import pybreaker
 
 from mailslot.collab.access import allowed
 from mailslot.collab.mentions import Mentioned
+from mailslot.collab.peers import Peers
 from mailslot.collab.protocol.docs import Push
 from mailslot.errors import InvalidActorName, MailboxFull, MailslotError, StoreError
 from mailslot.meters import Meters
@@ -65,6 +73,7 @@ __all__ = [
     "Poster",
     "Shared",
     "UnreadChanged",
+    "UserFrame",
     "WebhookFailed",
     "notification_frame",
     "notification_id",
@@ -133,6 +142,22 @@ class UnreadChanged(msgspec.Struct, frozen=True):
     user: str
 
 
+class UserFrame(msgspec.Struct, frozen=True, tag="collab.notify.frame"):
+    """A frame for ``user``'s sessions on the other nodes (droppable: a live copy).
+
+    Attributes:
+        user: whose sessions.
+        frame: the encoded ``x-notify`` or ``x-unread`` frame.
+        origin: the node it comes from (a node skips its own).
+    """
+
+    __mailslot_droppable__: ClassVar[bool] = True
+
+    user: str
+    frame: str
+    origin: str
+
+
 class _Mention(msgspec.Struct, frozen=True, kw_only=True):
     user: str
     collection: str
@@ -194,11 +219,13 @@ class NotificationDispatcher(Actor):
         directory: Directory,
         manager: ActorRef | None,
         config: NotifyConfig,
+        peers: Peers | None = None,
     ) -> None:
         self.user = user
         self.directory = directory
         self.manager = manager
         self.config = config
+        self.peers = peers
         self.meters = config.meters
         self.sessions: set[ActorRef] = set()
         self.deliveries = 0
@@ -217,10 +244,17 @@ class NotificationDispatcher(Actor):
         elif isinstance(message, Online):
             sender = self.context.sender
             if sender is not None and sender not in self.sessions:
+                if not self.sessions and self.peers is not None:
+                    self.peers.bind(self.user)
                 self.sessions.add(sender)
                 self.context.watch(sender)
         elif isinstance(message, Terminated):
-            self.sessions.discard(message.actor)
+            if message.actor in self.sessions:
+                self.sessions.discard(message.actor)
+                if not self.sessions and self.peers is not None:
+                    self.peers.unbind(self.user)
+        elif isinstance(message, UserFrame):
+            self.push_local(message.frame)
         elif isinstance(message, UnreadChanged):
             unread = await self.directory.unread_count(self.user)
             self.push(msgspec.json.encode({"a": "x-unread", "unread": unread}).decode())
@@ -282,7 +316,7 @@ class NotificationDispatcher(Actor):
             return
         if self.meters is not None:
             self.meters.notify_created.labels(n.kind).inc()
-        if self.sessions:
+        if self.sessions or self.peers is not None:
             unread = await self.directory.unread_count(self.user)
             self.push(notification_frame(n, unread))
         if webhook:
@@ -295,6 +329,13 @@ class NotificationDispatcher(Actor):
                 self.attempt(_Attempt(n, webhook, 1))
 
     def push(self, frame: str) -> None:
+        """``frame`` to the user's sessions here and, on a cluster, on the other nodes."""
+        self.push_local(frame)
+        peers = self.peers
+        if peers is not None:
+            peers.ref.tell(UserFrame(self.user, frame, peers.origin), self.context.self)
+
+    def push_local(self, frame: str) -> None:
         me = self.context.self
         for ref in self.sessions:
             ref.tell(Push(frame), me)
@@ -375,6 +416,8 @@ class NotificationManager(Actor):
         directory: users, memberships and inboxes.
         config: notification tuning; without a ``poster``, the manager posts webhooks with an
             HTTP client it owns (httpx), opened when it starts and closed when it stops.
+        peers: on a cluster, the same users' dispatchers on the other nodes (``None`` on one
+            node).
     """
 
     supervisor_strategy = SupervisorStrategy(
@@ -387,9 +430,16 @@ class NotificationManager(Actor):
     )
     mailbox_capacity: ClassVar[int | None] = 100_000
 
-    def __init__(self, *, directory: Directory, config: NotifyConfig | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        directory: Directory,
+        config: NotifyConfig | None = None,
+        peers: Peers | None = None,
+    ) -> None:
         self.directory = directory
         self.config = config or NotifyConfig()
+        self.peers = peers
         self.held: dict[str, list[tuple[Any, ActorRef | None]]] = {}
         self._client: Any = None
 
@@ -427,6 +477,11 @@ class NotificationManager(Actor):
                 self.route(name, mention, None)
         elif isinstance(message, Shared | Online | UnreadChanged):
             self.route(message.user, message, sender)
+        elif isinstance(message, UserFrame):
+            # only to a user with sessions here; never starts a dispatcher, never stored
+            child = self.context.child(_child_name(message.user))
+            if child is not None and self.peers is not None and message.origin != self.peers.origin:
+                child.tell(message)
         elif isinstance(message, _Passivate):
             child = self.context.child(_child_name(message.user))
             if child is not None and message.user not in self.held:
@@ -457,6 +512,7 @@ class NotificationManager(Actor):
                         directory=self.directory,
                         manager=self.context.self,
                         config=self.config,
+                        peers=self.peers,
                     ),
                     name=name,
                     mailbox_capacity=10_000,

@@ -28,6 +28,15 @@ droppable (:class:`PresenceIn`), subscribes and unsubscribes are not (:class:`Pr
 frames to the client (:class:`~mailslot.collab.protocol.docs.Push`) are droppable. Nothing here is
 on the op path: a document never waits for presence.
 
+*On a cluster* every node runs its own manager for its own sessions, and the channels of one
+document on different nodes see each other through :class:`Peers`: whatever a channel
+sends its subscribers because of one of its own sessions (an update, a leave, a ``pr``) also goes
+to the others as a :class:`PresenceRelay` (a topic per channel, bound while the channel has local
+subscribers), and a relay from another node goes to the local subscribers as it is. Presence is
+droppable and has no single owner to agree on, so it does not ride the shard queues: a cursor
+moves with one broker hop and no store write. Versions: a relayed update carries the version it
+was moved to on its own node; the receiving clients catch up with it as ShareDB clients do.
+
 *Leaving.* The manager watches every session that subscribed: when one stops (its socket closed)
 each of its presences leaves (``p: null`` to the others). *Heartbeats*: the WebSocket transport
 pings every client (uvicorn, 20 s) and closes a socket whose pong does not come, so a vanished
@@ -49,6 +58,7 @@ import msgspec
 
 from mailslot.collab import ot
 from mailslot.collab.hub import HubSubscribe, HubUnsubscribe
+from mailslot.collab.peers import Peers
 from mailslot.collab.protocol.docs import DocError, DocOps, OpBroadcast, Push, SubscribeDoc
 from mailslot.collab.protocol.messages import (
     Ping,
@@ -69,6 +79,7 @@ __all__ = [
     "PresenceControl",
     "PresenceIn",
     "PresenceManager",
+    "PresenceRelay",
     "PresenceStatistics",
     "presence_message",
     "transform_presence",
@@ -111,6 +122,22 @@ class PresenceControl(msgspec.Struct, frozen=True):
 
     request: PresenceSubscribe | PresenceUnsubscribe
     src: str
+
+
+class PresenceRelay(msgspec.Struct, frozen=True, tag="collab.presence.relay"):
+    """A frame for every subscriber of channel ``ch`` on the other nodes (droppable).
+
+    Attributes:
+        ch: the channel.
+        frame: the encoded ``p`` or ``pr`` frame, as this node's subscribers got it.
+        origin: the node it comes from (a node skips its own).
+    """
+
+    __mailslot_droppable__: ClassVar[bool] = True
+
+    ch: str
+    frame: str
+    origin: str
 
 
 def presence_message(command: PresenceCommand) -> PresenceIn | PresenceControl:
@@ -212,11 +239,13 @@ class PresenceActor(Actor):
         hub: ActorRef | None,
         documents: ActorRef | None,
         config: PresenceConfig,
+        peers: Peers | None = None,
     ) -> None:
         self.ch = ch
         self.hub = hub
         self.documents = documents
         self.config = config
+        self.peers = peers
         self.meters = config.meters
         self.subscribers: dict[ActorRef, _Subscriber] = {}
         self.presences: dict[tuple[ActorRef, str], _Entry] = {}
@@ -243,6 +272,9 @@ class PresenceActor(Actor):
                 self.subscribe(sender, message.src, message.request)
             else:
                 self.unsubscribe(sender, message.request)
+        elif isinstance(message, PresenceRelay):
+            for ref in self.subscribers:
+                self.push(ref, message.frame)
         elif isinstance(message, OpBroadcast):
             self.on_op(message)
         elif isinstance(message, DocOps | DocError):
@@ -288,6 +320,7 @@ class PresenceActor(Actor):
         for ref in self.subscribers:
             if ref != asker:
                 self.push(ref, frame)
+        self.relay(frame)
 
     def leave(self, session: ActorRef) -> None:
         """Every presence of ``session`` in this channel leaves."""
@@ -388,6 +421,13 @@ class PresenceActor(Actor):
                 self.push(ref, frame)
         if ack:
             self.push(sender, frame)
+        self.relay(frame)
+
+    def relay(self, frame: str) -> None:
+        """A frame caused by a local session: to the channel's subscribers on the other nodes."""
+        peers = self.peers
+        if peers is not None:
+            peers.ref.tell(PresenceRelay(self.ch, frame, peers.origin), self.context.self)
 
     def push(self, ref: ActorRef, frame: str) -> None:
         ref.tell(Push(frame), self.context.self)  # droppable: a full session loses it
@@ -472,6 +512,7 @@ class PresenceManager(Actor):
         hub: the node's hub (channels follow their document's ops through it).
         documents: the document manager (channels read ops they missed from it).
         config: presence tuning.
+        peers: on a cluster, the channels of the other nodes (``None`` on one node).
     """
 
     mailbox = Coalescing(_key)
@@ -482,10 +523,12 @@ class PresenceManager(Actor):
         hub: ActorRef | None,
         documents: ActorRef | None,
         config: PresenceConfig | None = None,
+        peers: Peers | None = None,
     ) -> None:
         self.hub = hub
         self.documents = documents
         self.config = config or PresenceConfig()
+        self.peers = peers
         self.channels: dict[str, ActorRef] = {}
         self.members: dict[str, set[ActorRef]] = {}
         self.sessions: dict[ActorRef, set[str]] = {}
@@ -506,6 +549,10 @@ class PresenceManager(Actor):
             elif sender is not None and isinstance(r, PresenceUnsubscribe):
                 self.part(r.ch, sender)
             self.stop_if_empty(r.ch)
+        elif isinstance(message, PresenceRelay):
+            child = self.channels.get(message.ch)  # nobody here in that channel: nothing to do
+            if child is not None and self.peers is not None and message.origin != self.peers.origin:
+                self.forward(message.ch, message, None)
         elif isinstance(message, Terminated):
             for ch in self.sessions.pop(message.actor, set()):
                 self.forward(ch, _SessionGone(message.actor), None)
@@ -540,8 +587,12 @@ class PresenceManager(Actor):
             log.warning("presence channel %s is full; %s dropped", ch, type(message).__name__)
 
     def start(self, ch: str) -> ActorRef:
+        if self.peers is not None:
+            self.peers.bind(ch)
         ref = self.context.spawn(
-            lambda: PresenceActor(ch, hub=self.hub, documents=self.documents, config=self.config),
+            lambda: PresenceActor(
+                ch, hub=self.hub, documents=self.documents, config=self.config, peers=self.peers
+            ),
             name=f"{quote(ch, safe='')}#{next(self.names)}",
             mailbox_capacity=self.config.mailbox,
         )
@@ -556,3 +607,5 @@ class PresenceManager(Actor):
         child = self.channels.pop(ch, None)
         if child is not None:
             self.context.stop(child, drain=True)
+            if self.peers is not None:
+                self.peers.unbind(ch)
