@@ -40,7 +40,8 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--broker",
         default=None,
-        help="join a cluster through RabbitMQ (amqp://guest:guest@127.0.0.1:5672/)",
+        help="join a cluster through RabbitMQ (amqp://guest:guest@127.0.0.1:5672/); memory:// "
+        "runs the same cluster wiring over the in-process transport (one process)",
     )
     serve.add_argument("--node-id", default=None, help="this node's id in the cluster")
     serve.add_argument("--cluster-prefix", default="mailslot", help="broker name prefix")

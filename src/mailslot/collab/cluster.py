@@ -47,6 +47,7 @@ from typing import Any
 import msgspec
 
 from mailslot.cluster.node import ClusterNode, EntityKind
+from mailslot.cluster.transport import Transport
 from mailslot.collab.document import DocumentConfig, DocumentManager, Publish
 from mailslot.collab.gateway import Gateway, SocketClosed
 from mailslot.collab.hub import HubSubscribe, HubUnsubscribe
@@ -72,6 +73,7 @@ from mailslot.wire import MessageRegistry
 __all__ = [
     "DOC_MESSAGES",
     "HUB_MESSAGES",
+    "MEMORY_BROKER",
     "NOTIFY_MESSAGES",
     "PRESENCE_MESSAGES",
     "CloseSessions",
@@ -108,6 +110,9 @@ PRESENCE_MESSAGES.register(PresenceRelay)
 
 NOTIFY_MESSAGES = MessageRegistry("collab.notify")
 NOTIFY_MESSAGES.register(UserFrame)
+
+MEMORY_BROKER = "memory://"
+"""``--broker memory://``: the cluster wiring over the in-process transport, in one process."""
 
 HUB_PATH = "/user/hub"
 PRESENCE_PATH = "/user/presence"
@@ -233,17 +238,21 @@ async def join_cluster(node: Any) -> ClusterNode:
         TransportError: the broker cannot be reached.
         ConfigError: a bad broker URL, node id or shard count.
     """
-    from mailslot.cluster.amqp import AmqpTransport
     from mailslot.cluster.node import ClusterConfig
-    from mailslot.cluster.transport import Names, QueueSettings
+    from mailslot.cluster.transport import MemoryBroker, MemoryTransport, Names, QueueSettings
 
     config = node.config
     node_id = config.node_id or default_node_id()
-    transport = AmqpTransport(
-        config.broker,
-        names=Names(config.cluster_prefix),
-        settings=QueueSettings(shards=config.shards),
-    )
+    names = Names(config.cluster_prefix)
+    settings = QueueSettings(shards=config.shards)
+    transport: Transport
+    if config.broker == MEMORY_BROKER:
+        # the in-process transport: the whole cluster stack in one process, no broker
+        transport = MemoryTransport(MemoryBroker(settings), names)
+    else:
+        from mailslot.cluster.amqp import AmqpTransport
+
+        transport = AmqpTransport(config.broker, names=names, settings=settings)
     cluster = ClusterNode(
         node.system,
         transport,
