@@ -210,3 +210,28 @@ async def test_unhandled_and_reply_without_sender_are_dead_letters() -> None:
         ref.tell("reply")
         await kit.settle()
         assert kit.system.dead_letters.counts == {"unhandled": 1, "no_recipient": 1}
+
+
+async def test_deliver_from_never_raises_and_keeps_the_sender() -> None:
+    """What transports use: no envelope, just the sender; a full or stopped target is a dead
+    letter, never an exception in the transport's face."""
+
+    class Replier(Actor):
+        def receive(self, message: Any) -> None:
+            self.context.reply(("got", message))
+
+    async with TestKit() as kit:
+        asker = kit.probe()
+        ref = kit.system.spawn(Replier)
+        ref.deliver_from(Edit(1), asker.ref)
+        assert await asker.expect(tuple) == ("got", Edit(1))
+
+        held = kit.system.spawn(lambda: Gate([]), mailbox_capacity=2)
+        held.tell("hold")
+        await kit.settle()
+        for n in range(4):
+            held.deliver_from(Edit(n), asker.ref)  # Edit is critical: tell would raise
+        assert kit.system.dead_letters.counts["overflow"] == 2
+        await kit.system.stop(ref)
+        ref.deliver_from(Edit(9), asker.ref)
+        assert kit.system.dead_letters.counts["stopped"] == 1

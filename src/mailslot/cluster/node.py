@@ -950,7 +950,17 @@ class ClusterNode:
         if ref is None:
             self._undeliverable(target, message, sender, "stopped")
             return
-        ref.deliver(message, self._local_envelope(envelope, sender))
+        self._deliver(ref, message, envelope, sender)
+
+    def _deliver(
+        self, ref: ActorRef, message: Any, envelope: Envelope, sender: ActorRef | None
+    ) -> None:
+        """To a local actor; the envelope is rebuilt only when there is a trace or a hook to see
+        it (otherwise the sender is all the actor can ask about)."""
+        if envelope.traceparent is None and self._instr is None:
+            ref.deliver_from(message, sender)
+        else:
+            ref.deliver(message, self._local_envelope(envelope, sender))
 
     def _local_envelope(self, envelope: Envelope, sender: ActorRef | None) -> LocalEnvelope:
         return LocalEnvelope(
@@ -1047,10 +1057,9 @@ class ClusterNode:
             shard.handlers[kind_name] = handler
         sender = self._sender_ref(envelope.sender)
         if kind.replies(message):
-            receipt = _Receipt(self, frame, envelope.id, sender)
-            handler.deliver(message, self._local_envelope(envelope, receipt))
+            self._deliver(handler, message, envelope, _Receipt(self, frame, envelope.id, sender))
         else:
-            handler.deliver(message, self._local_envelope(envelope, sender))
+            self._deliver(handler, message, envelope, sender)
             self._settle(frame, envelope.id)
 
     def _poison(self, envelope: Envelope) -> None:

@@ -244,6 +244,10 @@ class ActorRef:
         """
         raise NotImplementedError
 
+    def deliver_from(self, message: Any, sender: ActorRef | None) -> None:
+        """:meth:`deliver` with no metadata but the sender (transports: no envelope to build)."""
+        self.deliver(message, Envelope(0, 0.0, sender))
+
     @property
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
@@ -316,6 +320,9 @@ class LocalActorRef(ActorRef):
 
     def deliver(self, message: Any, envelope: Envelope) -> None:
         self._cell.tell_with_envelope(message, envelope)
+
+    def deliver_from(self, message: Any, sender: ActorRef | None) -> None:
+        self._cell.tell_meta(message, sender, sender)
 
     def _stopped(self) -> bool:
         return self._cell.state is _STOPPED
@@ -671,18 +678,23 @@ class _Cell:
 
     def tell_with_envelope(self, message: Any, envelope: Envelope) -> None:
         """Deliver a message that already carries metadata (ask requests, remote deliveries)."""
+        if envelope.expires_at is not None and not self.careful and self.state is _RUNNING:
+            self.careful = True
+            self.gate = 0
+        self.tell_meta(message, envelope, envelope.sender)
+
+    def tell_meta(self, message: Any, meta: Any, sender: ActorRef | None) -> None:
+        """Queue ``(message, meta)`` (``meta``: an envelope, or just the sender); never raises:
+        what cannot be queued is a dead letter."""
         if self.state is not _RUNNING:
-            self.dead_letter(message, envelope.sender, DeadLetterReason.STOPPED)
+            self.dead_letter(message, sender, DeadLetterReason.STOPPED)
             return
         if self.system.debug:
             check_immutable(message)
         if len(self.queue) >= self.capacity:
-            self.dead_letter(message, envelope.sender, DeadLetterReason.OVERFLOW)
+            self.dead_letter(message, sender, DeadLetterReason.OVERFLOW)
             return
-        if envelope.expires_at is not None and not self.careful:
-            self.careful = True
-            self.gate = 0
-        replaced = self.queue.append((message, envelope))
+        replaced = self.queue.append((message, meta))
         if replaced is not None:
             self.dead_letter(replaced[0], _sender_of(replaced[1]), DeadLetterReason.COALESCED)
         if not self.scheduled:
