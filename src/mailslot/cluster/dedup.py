@@ -13,26 +13,31 @@ __all__ = ["RecentIds"]
 
 
 class RecentIds:
-    """At least the last ``window`` ids added, and at most ``2 * window``."""
+    """At least the last ``window`` ids added, and at most ``2 * window``.
 
-    __slots__ = ("_current", "_previous", "_window")
+    ``id in ids`` and :meth:`add` are the API. A hot loop may test ``id in ids.current or id in
+    ids.previous`` instead (the same answer without a method call), reading both attributes at
+    each test: :meth:`add` replaces them when a generation fills.
+    """
+
+    __slots__ = ("current", "previous", "window")
 
     def __init__(self, window: int) -> None:
         if window < 1:
             raise ValueError(f"the dedup window must be at least 1 id, got {window}")
-        self._window = window
-        self._current: set[bytes] = set()
-        self._previous: set[bytes] = set()
+        self.window = window
+        self.current: set[bytes] = set()
+        self.previous: set[bytes] = set()
 
     def add(self, message_id: bytes) -> None:
-        current = self._current
+        current = self.current
         current.add(message_id)
-        if len(current) >= self._window:
-            self._previous = current
-            self._current = set()
+        if len(current) >= self.window:
+            self.previous = current
+            self.current = set()
 
     def __contains__(self, message_id: object) -> bool:
-        return message_id in self._current or message_id in self._previous
+        return message_id in self.current or message_id in self.previous
 
     def __len__(self) -> int:
-        return len(self._current) + len(self._previous)
+        return len(self.current) + len(self.previous)

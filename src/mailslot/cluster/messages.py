@@ -60,6 +60,8 @@ class Catalog:
     def __init__(self, *registries: MessageRegistry) -> None:
         self._by_cls: dict[type[Any], tuple[MessageRegistry, int]] = {}
         self._by_tag: dict[str, MessageRegistry] = {}
+        # current-version decoders by tag: one lookup and one C call per message on the hot path
+        self._fast: dict[str, tuple[int, msgspec.msgpack.Decoder[Any]]] = {}
         for registry in (CLUSTER_MESSAGES, *registries):
             self.add(registry)
 
@@ -80,6 +82,7 @@ class Catalog:
                 )
             self._by_tag[info.tag] = registry
             self._by_cls[info.cls] = (registry, info.version)
+            self._fast[info.tag] = (info.version, msgspec.msgpack.Decoder(info.cls))
 
     def encode(self, message: Any) -> tuple[str, int, bytes]:
         """``(tag, schema_version, body)`` of a registered message.
@@ -103,6 +106,12 @@ class Catalog:
         Raises:
             CodecError: unknown tag, or a body that does not validate.
         """
+        fast = self._fast.get(envelope.tag)
+        if fast is not None and fast[0] == envelope.schema_version:
+            try:
+                return fast[1].decode(envelope.body)
+            except (msgspec.DecodeError, RecursionError):
+                pass  # the registry's decode below names the fault
         registry = self._by_tag.get(envelope.tag)
         if registry is None:
             raise CodecError(f"unknown message type {envelope.tag!r} (no registry has it)")

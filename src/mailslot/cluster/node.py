@@ -443,6 +443,7 @@ class ClusterNode:
         self._room_waiters: deque[asyncio.Future[None]] = deque()
         self._drained_waiters: list[asyncio.Future[None]] = []
         self._shard_cache: dict[str, int] = {}
+        self._remote_senders: dict[str, RemoteActorRef] = {}
         self._shards: dict[int, _Shard] = {}
         self._seen = RecentIds(config.dedup_window)
         self._asks: dict[str, tuple[asyncio.Future[Any], str]] = {}
@@ -914,6 +915,9 @@ class ClusterNode:
         slash = sender.find("/")
         if slash <= 0:
             return None
+        remote = self._remote_senders.get(sender)
+        if remote is not None:
+            return remote
         node_id, path = sender[:slash], sender[slash:]
         if node_id == self.node_id:
             if path.startswith(_PROXY_PREFIX):
@@ -922,7 +926,12 @@ class ClusterNode:
                 local = self.system.lookup(path)
                 if local is not None:
                     return local
-        return RemoteActorRef(self, node_id, path)
+            return RemoteActorRef(self, node_id, path)
+        # refs to other nodes' actors are immutable: one per sender, not one per message
+        if len(self._remote_senders) >= 10_000:
+            self._remote_senders.clear()
+        remote = self._remote_senders[sender] = RemoteActorRef(self, node_id, path)
+        return remote
 
     def _deliver_local(self, envelope: Envelope) -> None:
         target = envelope.target
@@ -1025,7 +1034,8 @@ class ClusterNode:
         shard.frames.append(frame)
         seen = self._seen
         for envelope in envelopes:
-            if envelope.id in seen:
+            eid = envelope.id
+            if eid in seen.current or eid in seen.previous:  # ``eid in seen``, inlined
                 self._stats["duplicates"] += 1
                 self._settle(frame, None)
                 continue
