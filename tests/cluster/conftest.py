@@ -2,7 +2,8 @@
 
 ``cluster`` is parametrised: ``memory`` (the in-process broker) and ``amqp`` (the real RabbitMQ at
 127.0.0.1:5672, with a unique name prefix per test, deleted at the end). Waits for conditions are
-bounded by ``MAILSLOT_TEST_TIMEOUT_SCALE`` times a few seconds; nothing waits for a fixed time.
+bounded by ``MAILSLOT_TEST_TIMEOUT_SCALE`` times a few seconds and look again after each change in
+the cluster (:class:`Changes`); nothing sleeps, nothing waits for a fixed time.
 """
 
 from __future__ import annotations
@@ -10,26 +11,29 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import msgspec
 import pytest
 
 from mailslot.cluster.node import ClusterConfig, ClusterNode, EntityKind
 from mailslot.cluster.transport import (
+    DeliveryCallback,
     MemoryBroker,
     MemoryTransport,
     Names,
     QueueSettings,
+    ShardSubscription,
     Transport,
 )
-from mailslot.runtime import Actor, ActorSystem
+from mailslot.runtime import Actor, ActorRef, ActorSystem, DeadLetter, Instrumentation
 from mailslot.wire import MessageRegistry
 from tests.conftest import require_service
 
 SCALE = float(os.environ.get("MAILSLOT_TEST_TIMEOUT_SCALE", "1"))
 AMQP_URL = os.environ.get("MAILSLOT_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+T = TypeVar("T")
 
 
 class Item(msgspec.Struct, frozen=True, tag="test.item"):
@@ -94,26 +98,141 @@ def test_kind(node_id: str, recorder: Recorder) -> EntityKind:
     )
 
 
+class Changes:
+    """Wakes the tests' waits whenever something in the cluster under test may have changed.
+
+    Poked after every transport call and callback (publishes, deliveries, subscriptions, the
+    nodes' heartbeats every 0.1 s) and after every actor turn, dead letter and backpressure
+    signal of the nodes' systems: every state a test waits for changes in one of those.
+    """
+
+    def __init__(self) -> None:
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def poke(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def next(self) -> asyncio.Future[None]:
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        return waiter
+
+
+CHANGES = Changes()
+
+
 async def eventually(check: Callable[[], bool], *, timeout: float = 10.0, what: str = "") -> None:
-    """Wait (bounded) until ``check()`` holds; yields to the loop between looks."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout * SCALE
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.01)
+    """Wait (bounded) until ``check()`` holds, looking again after each change (no sleeping)."""
+    try:
+        async with asyncio.timeout(timeout * SCALE):
+            while not check():
+                await CHANGES.next()
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what or check}") from None
 
 
 async def eventually_async(
     value: Callable[[], Any], expected: Any, *, timeout: float = 10.0, what: str = ""
 ) -> None:
-    """Wait (bounded) until ``await value()`` equals ``expected``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout * SCALE
-    while (got := await value()) != expected:
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: {got!r} != {expected!r}")
-        await asyncio.sleep(0.02)
+    """Wait (bounded) until ``await value()`` equals ``expected``, looking again after each
+    change."""
+    got: Any = None
+    try:
+        async with asyncio.timeout(timeout * SCALE):
+            while (got := await value()) != expected:
+                await CHANGES.next()
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}: {got!r} != {expected!r}") from None
+
+
+class Waker(Instrumentation):
+    """Pokes :data:`CHANGES` after every turn, dead letter and backpressure signal."""
+
+    def batch(self, ref: ActorRef, actor_type: str, count: int, seconds: float, depth: int) -> None:
+        CHANGES.poke()
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        CHANGES.poke()
+
+    def backpressure(self, target: ActorRef, sender: ActorRef, slow: bool) -> None:
+        CHANGES.poke()
+
+
+class ObservedTransport(Transport):
+    """A transport that pokes :data:`CHANGES` after each of its calls and callbacks."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.names = inner.names
+        self.settings = inner.settings
+
+    @staticmethod
+    def _poking(callback: Callable[..., None]) -> Callable[..., None]:
+        def call(*args: Any) -> None:
+            try:
+                callback(*args)
+            finally:
+                CHANGES.poke()
+
+        return call
+
+    async def _after(self, result: Awaitable[T]) -> T:
+        try:
+            return await result
+        finally:
+            CHANGES.poke()
+
+    async def connect(
+        self,
+        node_id: str,
+        *,
+        on_node_message: Callable[[bytes], None],
+        on_lost: Callable[[BaseException | None], None],
+    ) -> None:
+        await self._after(
+            self.inner.connect(
+                node_id,
+                on_node_message=self._poking(on_node_message),
+                on_lost=self._poking(on_lost),
+            )
+        )
+
+    async def publish_node(self, node_id: str, body: bytes) -> None:
+        await self._after(self.inner.publish_node(node_id, body))
+
+    async def publish_shard(self, shard: int, body: bytes) -> None:
+        await self._after(self.inner.publish_shard(shard, body))
+
+    async def publish_event(self, key: str, body: bytes) -> None:
+        await self._after(self.inner.publish_event(key, body))
+
+    async def publish_dead(self, body: bytes) -> None:
+        await self._after(self.inner.publish_dead(body))
+
+    async def subscribe_shard(
+        self, shard: int, on_delivery: DeliveryCallback, *, prefetch: int
+    ) -> ShardSubscription:
+        return await self._after(
+            self.inner.subscribe_shard(shard, self._poking(on_delivery), prefetch=prefetch)
+        )
+
+    async def bind_event(self, key: str) -> None:
+        await self._after(self.inner.bind_event(key))
+
+    async def unbind_event(self, key: str) -> None:
+        await self._after(self.inner.unbind_event(key))
+
+    async def queue_depths(self) -> dict[str, int]:
+        return await self._after(self.inner.queue_depths())
+
+    async def close(self) -> None:
+        await self._after(self.inner.close())
+
+    async def delete_topology(self) -> None:
+        await self.inner.delete_topology()
 
 
 class Cluster:
@@ -129,13 +248,14 @@ class Cluster:
 
     def transport(self) -> Transport:
         if self.broker is not None:
-            return MemoryTransport(self.broker, self.names)
+            return ObservedTransport(MemoryTransport(self.broker, self.names))
         from mailslot.cluster.amqp import AmqpTransport
 
-        return AmqpTransport(AMQP_URL, names=self.names, settings=self.settings, heartbeat=2)
+        amqp = AmqpTransport(AMQP_URL, names=self.names, settings=self.settings, heartbeat=2)
+        return ObservedTransport(amqp)
 
     async def add(self, node_id: str, **options: Any) -> ClusterNode:
-        system = ActorSystem(node_id)
+        system = ActorSystem(node_id, instrumentation=Waker())
         config = ClusterConfig(
             node_id,
             heartbeat_interval=0.1,
