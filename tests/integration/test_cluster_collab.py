@@ -61,6 +61,28 @@ class ClusterRun:
         self.prefix = prefix
         self.nodes: list[NodeProcess] = []
         self.logs: list[Any] = []
+        self.readers: list[asyncio.Task[None]] = []
+        # the nodes log each change of their cluster view (a node joined or left, the shards
+        # they consume); waits on that view look again at each line any node logs
+        self.lines = 0
+        self.waiters: list[asyncio.Future[None]] = []
+
+    async def _log(self, proc: asyncio.subprocess.Process, log: Any) -> None:
+        assert proc.stderr is not None
+        while line := await proc.stderr.readline():
+            log.write(line)
+            self.lines += 1
+            waiters, self.waiters = self.waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def next_line(self, seen: int) -> None:
+        """Return once a node has logged a line after the first ``seen``."""
+        if self.lines == seen:
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            await waiter
 
     async def start_node(self, node_id: str, env: dict[str, str] | None = None) -> NodeProcess:
         log = open(self.tmp / f"{node_id}.log", "wb")  # noqa: SIM115, ASYNC230 - closed in close()
@@ -85,11 +107,12 @@ class ClusterRun:
             "--log-format",
             "json",
             "--log-level",
-            "warning",
+            "info",
             stdout=asyncio.subprocess.PIPE,
-            stderr=log,
+            stderr=asyncio.subprocess.PIPE,
             env={**os.environ, **(env or {})},
         )
+        self.readers.append(asyncio.create_task(self._log(proc, log)))
         assert proc.stdout is not None
         async with asyncio.timeout(30 * SCALE):
             while True:
@@ -109,9 +132,11 @@ class ClusterRun:
             return dict(reply.json())
 
     async def formed(self, nodes: list[NodeProcess]) -> None:
+        """Every node sees the others, and together they consume every shard."""
         ids = sorted(n.node_id for n in nodes)
         async with asyncio.timeout(30 * SCALE):
             while True:
+                seen = self.lines
                 owned: set[int] = set()
                 ok = True
                 for node in nodes:
@@ -120,7 +145,7 @@ class ClusterRun:
                     owned |= set(cluster["owned"])
                 if ok and owned == set(range(SHARDS)):
                     return
-                await asyncio.sleep(0.1)
+                await self.next_line(seen)
 
     async def load(self, **config: Any) -> asyncio.subprocess.Process:
         config.setdefault("urls", [n.ws for n in self.nodes])
@@ -176,6 +201,8 @@ class ClusterRun:
                 node.proc.kill()
                 await node.proc.wait()
             await node.reader
+        for reader in self.readers:
+            await reader
         for log in self.logs:
             log.close()
 

@@ -445,6 +445,7 @@ class ClusterNode:
         self._shard_cache: dict[str, int] = {}
         self._remote_senders: dict[str, RemoteActorRef] = {}
         self._shards: dict[int, _Shard] = {}
+        self._consuming_logged: frozenset[int] = frozenset()
         self._seen = RecentIds(config.dedup_window)
         self._asks: dict[str, tuple[asyncio.Future[Any], str]] = {}
         self._ask_ids = itertools.count(1)
@@ -1217,6 +1218,15 @@ class ClusterNode:
                 await self._subscribe(n)
                 self._shards[n].yield_after = now + 2 * self.config.node_timeout
                 self._shards[n].primary = False
+        consuming = self.owned_shards()
+        if consuming != self._consuming_logged:
+            self._consuming_logged = consuming
+            log.info(
+                "cluster %s: consuming %d shards, %d as primary",
+                self.node_id,
+                len(consuming),
+                len(consuming & primary),
+            )
 
     # ---- connection --------------------------------------------------------------------------
 
@@ -1279,6 +1289,9 @@ class ClusterNode:
                 self._heartbeat()
             if self.membership.tick(now):
                 self._control_dirty = True
+                log.info(
+                    "cluster %s: live nodes now %s", self.node_id, sorted(self.membership.live)
+                )
             if self._control_dirty and loop.time() - started >= join_wait and not self._stopping:
                 self._control_dirty = False
                 try:
