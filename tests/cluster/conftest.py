@@ -27,6 +27,7 @@ from mailslot.cluster.transport import (
     ShardSubscription,
     Transport,
 )
+from mailslot.meters import Meters
 from mailslot.runtime import Actor, ActorRef, ActorSystem, DeadLetter, Instrumentation
 from mailslot.wire import MessageRegistry
 from tests.conftest import require_service
@@ -254,7 +255,9 @@ class Cluster:
         amqp = AmqpTransport(AMQP_URL, names=self.names, settings=self.settings, heartbeat=2)
         return ObservedTransport(amqp)
 
-    async def add(self, node_id: str, **options: Any) -> ClusterNode:
+    async def add(
+        self, node_id: str, *, meters: Meters | None = None, **options: Any
+    ) -> ClusterNode:
         system = ActorSystem(node_id, instrumentation=Waker())
         config = ClusterConfig(
             node_id,
@@ -269,6 +272,7 @@ class Cluster:
             config,
             registries=[REGISTRY],
             kinds=[test_kind(node_id, self.recorder)],
+            meters=meters,
         )
         await node.start()
         self.nodes.append(node)

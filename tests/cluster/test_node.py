@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from mailslot.errors import ActorStopped, AskTimeout, CodecError, MailboxFull
+from mailslot.meters import Meters
 from mailslot.runtime import Actor, ActorRef, DeadLetter, DeadLetterReason
 from mailslot.wire import Envelope, encode_batch
 
@@ -208,3 +209,32 @@ async def test_a_joining_node_takes_its_shards_without_breaking_order(cluster: C
             if n not in first_seen:
                 first_seen.append(n)
         assert first_seen == list(range(sent)), f"{key} out of order"
+
+
+async def test_the_cluster_reports_to_its_meters(cluster: Cluster) -> None:
+    """Publishes and confirms, consumption and batch sizes, shards owned, consumer lag."""
+    sending, consuming = Meters(), Meters()
+    a = await cluster.add("a", meters=sending, hosts_shards=False)
+    await cluster.add("b", meters=consuming, lag_interval=0.1)
+    await cluster.formed([n for n in cluster.nodes if n.node_id == "b"])
+    docs = a.entity_ref("test")
+    for n in range(200):
+        docs.tell(Item(f"k{n % 7}", n))
+    seen = cluster.recorder.seen
+    await eventually(lambda: sum(len(v) for v in seen.values()) == 200, what="every item")
+    await eventually(
+        lambda: sending.cluster_published.value >= 200, what="the publishes to be confirmed"
+    )
+    assert sending.cluster_confirms.labels("ack").value >= 1
+    assert sending.cluster_batch_size.labels("publish").count >= 1
+    assert consuming.cluster_consumed.value >= 200
+    frames = consuming.cluster_batch_size.labels("consume")
+    assert frames.count >= 1
+    assert frames.sum >= 200  # envelopes per frame, summed: every item rode in some frame
+    assert consuming.cluster_shards_owned.value == cluster.settings.shards
+    assert sending.cluster_shards_owned.value == 0
+    names = {cluster.names.shard(n) for n in range(cluster.settings.shards)}
+    await eventually(
+        lambda: {k[0] for k, _ in consuming.cluster_consumer_lag.series()} == names,
+        what="a lag reading for every consumed queue",
+    )

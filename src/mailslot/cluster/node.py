@@ -82,6 +82,7 @@ from mailslot.errors import (
     TransportBusy,
     TransportError,
 )
+from mailslot.meters import Meters
 from mailslot.runtime import (
     Actor,
     ActorRef,
@@ -134,6 +135,8 @@ class ClusterConfig:
         max_proxies: Non-addressable senders (temporary ask refs) remembered for replies.
         hosts_shards: False for a node that only sends (it consumes no shard and is left out of
             the shard assignment).
+        lag_interval: Seconds between two readings of the depths of the queues this node
+            consumes (the consumer-lag gauges; only with ``meters``).
     """
 
     node_id: str
@@ -151,10 +154,17 @@ class ClusterConfig:
     max_reconnect_delay: float = 5.0
     max_proxies: int = 10_000
     hosts_shards: bool = True
+    lag_interval: float = 5.0
 
     def __post_init__(self) -> None:
         check_node_id(self.node_id)
-        for name in ("heartbeat_interval", "node_timeout", "settle_timeout", "reconnect_delay"):
+        for name in (
+            "heartbeat_interval",
+            "node_timeout",
+            "settle_timeout",
+            "reconnect_delay",
+            "lag_interval",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.node_timeout <= self.heartbeat_interval:
@@ -392,6 +402,42 @@ class _Bind(msgspec.Struct, frozen=True):
 # -------------------------------------------------------------------------------------- node
 
 
+class _ClusterMeters:
+    """The cluster's instruments in the process's :class:`~mailslot.meters.Meters` (children kept
+    for the hot paths)."""
+
+    def __init__(self, meters: Meters, node: ClusterNode) -> None:
+        self.meters = meters
+        self._published = meters.cluster_published
+        self._acked = meters.cluster_confirms.labels("ack")
+        self.nacked = meters.cluster_confirms.labels("nack")
+        self._consumed = meters.cluster_consumed
+        self._redeliveries = meters.cluster_redeliveries
+        self._out_sizes = meters.cluster_batch_size.labels("publish")
+        self._in_sizes = meters.cluster_batch_size.labels("consume")
+        meters.cluster_shards_owned.set_function(lambda: len(node.owned_shards()))
+        self._lagging: set[str] = set()
+
+    def published(self, count: int) -> None:
+        self._published.inc(count)
+        self._acked.inc()
+        self._out_sizes.observe(count)
+
+    def consumed(self, count: int, *, redelivered: bool) -> None:
+        self._consumed.inc(count)
+        self._in_sizes.observe(count)
+        if redelivered:
+            self._redeliveries.inc()
+
+    def lag(self, depths: dict[str, int], consumed: set[str]) -> None:
+        """Messages ready in each queue this node consumes; 0 for those it stopped consuming."""
+        for name in self._lagging - consumed:
+            self.meters.cluster_consumer_lag.labels(name).set(0)
+        for name in consumed:
+            self.meters.cluster_consumer_lag.labels(name).set(depths.get(name, 0))
+        self._lagging = consumed
+
+
 class ClusterNode:
     """One process's membership of a cluster (see the module docstring).
 
@@ -413,10 +459,12 @@ class ClusterNode:
         registries: Iterable[MessageRegistry] = (),
         kinds: Iterable[EntityKind] = (),
         instrumentation: Instrumentation | None = None,
+        meters: Meters | None = None,
     ) -> None:
         self.system = system
         self.transport = transport
         self.config = config
+        self._meters = _ClusterMeters(meters, self) if meters is not None else None
         self.node_id = config.node_id
         self.shards = transport.settings.shards
         self.catalog = Catalog(*registries)
@@ -446,6 +494,8 @@ class ClusterNode:
         self._remote_senders: dict[str, RemoteActorRef] = {}
         self._shards: dict[int, _Shard] = {}
         self._consuming_logged: frozenset[int] = frozenset()
+        self._lag_at = float("-inf")
+        self._lag_running = False
         self._seen = RecentIds(config.dedup_window)
         self._asks: dict[str, tuple[asyncio.Future[Any], str]] = {}
         self._ask_ids = itertools.count(1)
@@ -866,6 +916,8 @@ class ClusterNode:
                 await self.transport.publish_dead(batch.frame)
         except TransportBusy:
             self._stats["publish_retries"] += 1
+            if self._meters is not None:
+                self._meters.nacked.inc()
             self._out.appendleft(batch)
             loop = asyncio.get_running_loop()
             self._pause_until = max(self._pause_until, loop.time() + 0.05)
@@ -875,6 +927,8 @@ class ClusterNode:
         else:
             self._stats["frames_published"] += 1
             self._stats["envelopes_published"] += batch.count
+            if self._meters is not None:
+                self._meters.published(batch.count)
             self._confirmed(batch.count)
         finally:
             self._in_flight -= 1
@@ -901,6 +955,8 @@ class ClusterNode:
             return
         self._stats["frames_received"] += 1
         self._stats["envelopes_received"] += len(envelopes)
+        if self._meters is not None:
+            self._meters.consumed(len(envelopes), redelivered=False)
         for envelope in envelopes:
             try:
                 self._deliver_local(envelope)
@@ -1028,6 +1084,8 @@ class ClusterNode:
         self._stats["envelopes_received"] += len(envelopes)
         if delivery.redelivered:
             self._stats["redelivered"] += 1
+        if self._meters is not None:
+            self._meters.consumed(len(envelopes), redelivered=delivery.redelivered)
         shard.active = True
         if not shard.primary and not shard.yield_requested:
             self._check_yield(shard)
@@ -1299,6 +1357,15 @@ class ClusterNode:
                 except TransportError as exc:
                     log.info("cluster %s: rebalance failed: %r", self.node_id, exc)
             self._check_settle_timeouts()
+            if (
+                self._meters is not None
+                and self._connected
+                and not self._lag_running
+                and now - self._lag_at >= self.config.lag_interval
+            ):
+                self._lag_at = now
+                self._lag_running = True
+                self._spawn_task(self._refresh_lag(), "lag")
             waker = self._wake_control = loop.create_future()
             timeout = min(interval, self.config.settle_timeout) / 2
             if loop.time() - started < join_wait:
@@ -1307,6 +1374,19 @@ class ClusterNode:
                 async with asyncio.timeout(timeout):
                     await waker
             self._wake_control = None
+
+    async def _refresh_lag(self) -> None:
+        """The consumer-lag gauges: messages ready in each shard queue this node consumes."""
+        try:
+            depths = await self.transport.queue_depths()
+        except TransportError as exc:
+            log.info("cluster %s: queue depths unavailable: %r", self.node_id, exc)
+            return
+        finally:
+            self._lag_running = False
+        if self._meters is not None:
+            names = self.transport.names
+            self._meters.lag(depths, {names.shard(n) for n in self.owned_shards()})
 
     def _spawn_task(self, coro: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=f"cluster-{name}")

@@ -259,6 +259,7 @@ async def join_cluster(node: Any) -> ClusterNode:
         ClusterConfig(node_id=node_id),
         registries=[DOC_MESSAGES, HUB_MESSAGES, PRESENCE_MESSAGES, NOTIFY_MESSAGES],
         instrumentation=node.obs.instrumentation,
+        meters=node.obs.meters,
     )
     notifier = node.start_notifier(
         Peers(
