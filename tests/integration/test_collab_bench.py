@@ -28,8 +28,13 @@ def test_collab_suite_loads_sharedb_and_loses_nothing(node: str) -> None:
         assert "error" not in row, row
         assert row["edits/s"] > 0
         assert row["missing"] == 0
-        assert row["cpu us/msg"] > 0
-        assert row["cpu x sharedb"] == 1.0
+        # measured, but maybe 0: the kernel counts CPU time in 10 ms ticks, and half a second of
+        # four typists can cost ShareDB less than one tick (it did, once in CI-like runs)
+        assert row["cpu us/msg"] >= 0
+        if row["cpu us/msg"] > 0:
+            assert row["cpu x sharedb"] == 1.0
+        else:  # no ratio over nothing
+            assert row.get("cpu x sharedb") is None
 
 
 def test_a_target_that_cannot_start_is_a_row_not_a_crash(
