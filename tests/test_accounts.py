@@ -16,6 +16,7 @@ import websockets
 
 from mailslot.cli import main
 from mailslot.server import NodeConfig, RunningServer, start_server
+from tests.wsclient import connect
 
 WAIT = 10.0
 
@@ -33,34 +34,6 @@ async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
         yield running
     finally:
         await running.stop()
-
-
-class Client:
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.seq = 0
-
-    async def send(self, message: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps(message))
-
-    async def until(self, **fields: Any) -> dict[str, Any]:
-        while True:
-            frame = json.loads(await asyncio.wait_for(self.ws.recv(), WAIT))
-            if all(frame.get(k) == v for k, v in fields.items()):
-                return frame
-
-    async def op(self, d: str, v: int | None, **body: Any) -> dict[str, Any]:
-        self.seq += 1
-        await self.send({"a": "op", "c": "docs", "d": d, "v": v, "seq": self.seq, **body})
-        return await self.until(a="op", seq=self.seq)
-
-
-async def connect(server: RunningServer, token: str | None = None) -> Client:
-    url = server.ws_url + (f"?token={token}" if token else "")
-    client = Client(await websockets.connect(url))
-    await client.send({"a": "hs", "id": None, "protocol": 1, "protocolMinor": 2})
-    await client.until(a="hs")
-    return client
 
 
 async def login(http: httpx.AsyncClient, name: str) -> dict[str, str]:
@@ -86,7 +59,7 @@ async def test_owners_share_and_access_follows_without_reconnecting(
         }
         assert (await http.get("/api/docs/plan", headers=auth_bob)).status_code == 403
 
-        b = await connect(server, bob["token"])
+        b = await connect(server.ws_url, token=bob["token"])
         await b.send({"a": "s", "c": "docs", "d": "plan"})
         refused = await b.until(a="s")
         assert refused["error"]["code"] == "ERR_MAILSLOT_ACCESS_DENIED"
@@ -108,14 +81,14 @@ async def test_owners_share_and_access_follows_without_reconnecting(
         assert note["notification"]["kind"] == "share"
         await b.send({"a": "s", "c": "docs", "d": "plan"})
         assert (await b.until(a="s"))["data"]["data"] == "hi"
-        rejected = await b.op("plan", 1, op=[2, "!"])
+        rejected = await b.submit("plan", 1, op=[2, "!"])
         assert rejected["error"]["code"] == "ERR_OP_SUBMIT_REJECTED"
 
         await http.post(
             "/api/docs/plan/members", json={"user": "bob", "role": "write"}, headers=auth_ann
         )
         await b.until(a="x-access", role="write")
-        accepted = await b.op("plan", 1, op=[2, "!"])
+        accepted = await b.submit("plan", 1, op=[2, "!"])
         assert "error" not in accepted
         members = (await http.get("/api/docs/plan/members", headers=auth_bob)).json()
         assert members == {
@@ -125,7 +98,7 @@ async def test_owners_share_and_access_follows_without_reconnecting(
         gone = await http.delete("/api/docs/plan/members/bob", headers=auth_ann)
         assert gone.status_code == 200
         await b.until(a="x-access", role=None)
-        again = await b.op("plan", 2, op=[3, "?"])
+        again = await b.submit("plan", 2, op=[3, "?"])
         assert again["error"]["code"] == "ERR_OP_SUBMIT_REJECTED"
         await b.ws.close()
 
@@ -137,12 +110,12 @@ async def test_mentions_reach_the_inbox_and_open_sessions(server: RunningServer)
         auth_bob = {"authorization": bob["authorization"]}
         await http.post("/api/docs", json={"id": "notes", "text": ""}, headers=auth_ann)
         await http.post("/api/docs/notes/members", json={"user": "bob"}, headers=auth_ann)
-        a = await connect(server, ann["token"])
-        b = await connect(server, bob["token"])
+        a = await connect(server.ws_url, token=ann["token"])
+        b = await connect(server.ws_url, token=bob["token"])
         # the share came before bob connected: it is in the inbox, not pushed
         v = 1
         for ch in "hey @bob ":  # typed one character at a time
-            reply = await a.op("notes", v, op=[v - 1, ch] if v > 1 else [ch])
+            reply = await a.submit("notes", v, op=[v - 1, ch] if v > 1 else [ch])
             assert "error" not in reply, reply
             v += 1
         note = await b.until(a="x-notify")
@@ -162,8 +135,8 @@ async def test_mentions_reach_the_inbox_and_open_sessions(server: RunningServer)
 
 
 async def test_presence_between_two_sockets(server: RunningServer) -> None:
-    a, b = await connect(server), await connect(server)
-    await a.op("p1", None, create={"type": "text-unicode", "data": "hello"})
+    a, b = await connect(server.ws_url), await connect(server.ws_url)
+    await a.submit("p1", None, create={"type": "text-unicode", "data": "hello"})
     for c in (a, b):
         await c.send({"a": "s", "c": "docs", "d": "p1"})
         await c.until(a="s")
@@ -210,7 +183,7 @@ async def test_bad_tokens_and_no_dev_login(tmp_path: Path) -> None:
             token = out.getvalue().strip().splitlines()[-1]
             me = await http.get("/api/me", headers={"authorization": f"Bearer {token}"})
             assert me.json()["user"] == "dora"
-        client = await connect(running, token)
+        client = await connect(running.ws_url, token=token)
         await client.ws.close()
         assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
     finally:

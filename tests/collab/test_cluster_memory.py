@@ -3,15 +3,13 @@ and notification relays) over the in-process transport, in one process, with rea
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import websockets
+from tests.wsclient import connect
 
 from mailslot.collab.cluster import MEMORY_BROKER
 from mailslot.server import NodeConfig, RunningServer, start_server
@@ -31,37 +29,23 @@ async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
         await running.stop()
 
 
-async def until(ws: Any, **fields: Any) -> dict[str, Any]:
-    while True:
-        frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
-        if all(frame.get(k) == v for k, v in fields.items()):
-            return frame
-
-
-async def client(url: str) -> Any:
-    ws = await websockets.connect(url)
-    await ws.send(json.dumps({"a": "hs", "id": None, "protocol": 1, "protocolMinor": 2}))
-    await until(ws, a="hs")
-    return ws
-
-
 async def test_edits_and_presence_through_the_in_process_transport(server: RunningServer) -> None:
-    ann, bob = await client(server.ws_url), await client(server.ws_url)
+    ann, bob = await connect(server.ws_url), await connect(server.ws_url)
     await ann.send(json.dumps({"a": "op", "c": "docs", "d": "m", "seq": 1,
                                "create": {"type": "text-unicode", "data": "hi"}}))  # fmt: skip
-    await until(ann, a="op", seq=1)
+    await ann.until(a="op", seq=1)
     await bob.send(json.dumps({"a": "s", "c": "docs", "d": "m"}))
-    assert (await until(bob, a="s"))["data"]["data"] == "hi"
+    assert (await bob.until(a="s"))["data"]["data"] == "hi"
     for ws in (ann, bob):
         await ws.send(json.dumps({"a": "ps", "ch": "docs.m", "seq": 1}))
-        await until(ws, a="ps")
+        await ws.until(a="ps")
 
     await ann.send(json.dumps({"a": "op", "c": "docs", "d": "m", "v": 1, "seq": 2, "op": ["!"]}))
-    await until(ann, a="op", seq=2)
-    assert (await until(bob, a="op", v=1))["op"] == ["!"]
+    await ann.until(a="op", seq=2)
+    assert (await bob.until(a="op", v=1))["op"] == ["!"]
     await ann.send(json.dumps({"a": "p", "ch": "docs.m", "id": "ann-1", "pv": 1,
                                "p": {"index": 1, "length": 0}}))  # fmt: skip
-    assert (await until(bob, a="p", id="ann-1"))["p"] == {"index": 1, "length": 0}
+    assert (await bob.until(a="p", id="ann-1"))["p"] == {"index": 1, "length": 0}
 
     async with httpx.AsyncClient(base_url=server.url) as http:
         health = (await http.get("/healthz")).json()

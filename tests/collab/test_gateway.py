@@ -6,17 +6,16 @@ These wait on events with timeouts (a frame arriving, a socket closing), never o
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import websockets
-from websockets.asyncio.client import ClientConnection
+from tests import wsclient
+from tests.wsclient import Client
 
 from mailslot.collab.document import DocumentConfig
 from mailslot.collab.gateway import GatewayConfig
@@ -44,34 +43,6 @@ async def server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterato
         await running.stop()
 
 
-class Client:
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.seq = 0
-
-    async def send(self, message: dict[str, Any] | str) -> None:
-        await self.ws.send(message if isinstance(message, str) else json.dumps(message))
-
-    async def recv(self) -> dict[str, Any]:
-        return json.loads(await asyncio.wait_for(self.ws.recv(), WAIT))
-
-    async def until(self, **fields: Any) -> dict[str, Any]:
-        """The next frame whose fields match (earlier frames are skipped)."""
-        while True:
-            frame = await self.recv()
-            if all(frame.get(k) == v for k, v in fields.items()):
-                return frame
-
-    async def handshake(self) -> str:
-        await self.send({"a": "hs", "id": None, "protocol": 1, "protocolMinor": 2})
-        reply = await self.until(a="hs")
-        return str(reply["id"])
-
-    async def op(self, d: str, v: int | None, **body: Any) -> None:
-        self.seq += 1
-        await self.send({"a": "op", "c": "docs", "d": d, "v": v, "seq": self.seq, **body})
-
-
 async def close_code(client: Client, *frames: str) -> int:
     """Send ``frames``, then read until the server closes the socket; its close code."""
     try:
@@ -96,20 +67,17 @@ async def connect(server: RunningServer, *, rcvbuf: int | None = None) -> Client
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-    ws = await websockets.connect(server.ws_url, max_size=None, sock=sock)
-    client = Client(ws)
-    await client.handshake()
-    return client
+    return await wsclient.connect(server.ws_url, sock=sock)
 
 
 async def test_two_clients_edit_and_see_each_other(server: RunningServer) -> None:
     ann, bob = await connect(server), await connect(server)
-    await ann.op("d1", None, create={"type": "text-unicode", "data": "hello"})
+    await ann.send_op("d1", None, create={"type": "text-unicode", "data": "hello"})
     assert (await ann.until(a="op"))["v"] == 0
     await bob.send({"a": "s", "c": "docs", "d": "d1"})
     sub = await bob.until(a="s")
     assert sub["data"] == {"v": 1, "type": TEXT, "data": "hello"}
-    await ann.op("d1", 1, op=[5, " world 🌍"])
+    await ann.send_op("d1", 1, op=[5, " world 🌍"])
     ack = await ann.until(a="op")
     assert (ack["v"], ack["seq"]) == (1, 2)
     assert "op" not in ack
@@ -132,7 +100,7 @@ async def test_bad_frames_get_error_replies_and_the_socket_stays_open(
     reply = await c.recv()
     assert reply["a"] == "what"
     assert "unknown action" in reply["error"]["message"]
-    await c.op("nope", 0, op=["x"])
+    await c.send_op("nope", 0, op=["x"])
     assert (await c.recv())["error"]["code"] == "ERR_DOC_DOES_NOT_EXIST"
     await c.send({"a": "pp"})
     assert await c.recv() == {"a": "pp"}
@@ -154,7 +122,7 @@ async def test_a_client_that_stops_reading_is_closed_and_memory_stays_bounded(
     server: RunningServer,
 ) -> None:
     writer, reader = await connect(server), await connect(server, rcvbuf=8192)
-    await writer.op("d1", None, create={"type": "text-unicode", "data": ""})
+    await writer.send_op("d1", None, create={"type": "text-unicode", "data": ""})
     await writer.until(a="op")
     await reader.send({"a": "s", "c": "docs", "d": "d1"})
     await reader.until(a="s")
@@ -167,7 +135,7 @@ async def test_a_client_that_stops_reading_is_closed_and_memory_stays_bounded(
     async with httpx.AsyncClient(base_url=server.url) as http:
         for _ in range(400):
             for _ in range(20):  # big ops fill the TCP buffers, then the outbound queue
-                await writer.op("d1", version, op=[secrets.token_hex(1000)])
+                await writer.send_op("d1", version, op=[secrets.token_hex(1000)])
                 version += 1
             for _ in range(20):
                 await writer.until(a="op")
@@ -206,9 +174,9 @@ async def test_a_congested_document_stops_the_sessions_feeding_it_from_reading(
     try:
         c = await connect(running)
         store.gate = asyncio.get_running_loop().create_future()
-        await c.op("d2", None, create={"type": "text-unicode", "data": ""})
+        await c.send_op("d2", None, create={"type": "text-unicode", "data": ""})
         for v in range(1, 51):  # the document is still loading: these wait in its mailbox
-            await c.op("d2", v, op=[f"<{v}>"])
+            await c.send_op("d2", v, op=[f"<{v}>"])
         async with httpx.AsyncClient(base_url=running.url) as http:
             for _ in range(500):  # until the session has read past the document's watermark
                 health = (await http.get("/healthz")).json()["gateway"]

@@ -26,6 +26,7 @@ import pytest
 
 from mailslot.cluster.amqp import AmqpTransport
 from mailslot.cluster.transport import Names, QueueSettings
+from tests import wsclient
 
 pytestmark = pytest.mark.integration
 
@@ -307,17 +308,7 @@ def printed_spans(node: NodeProcess) -> list[dict[str, Any]]:
     return spans
 
 
-async def frame_until(ws: Any, **fields: Any) -> dict[str, Any]:
-    while True:
-        async with asyncio.timeout(30 * SCALE):
-            frame: dict[str, Any] = json.loads(await ws.recv())
-        if all(frame.get(k) == v for k, v in fields.items()):
-            return frame
-
-
 async def test_one_edit_is_one_trace_across_two_node_processes(run: ClusterRun) -> None:
-    import websockets
-
     from mailslot.cluster.routing import assignment, shard_for
 
     # The first node consumes every shard until it sees the second; it stays the active consumer
@@ -334,14 +325,12 @@ async def test_one_edit_is_one_trace_across_two_node_processes(run: ClusterRun) 
         if table[shard_for(f"docs/docs/{d}", SHARDS)][0] == "t0"
     )
 
-    ws = await websockets.connect(front.ws)
-    await ws.send(json.dumps({"a": "hs", "id": None, "protocol": 1, "protocolMinor": 2}))
-    await frame_until(ws, a="hs")
+    ws = await wsclient.connect(front.ws, wait=30)
     await ws.send(json.dumps({"a": "op", "c": "docs", "d": doc, "seq": 1,
                               "create": {"type": "text-unicode", "data": "hi"}}))  # fmt: skip
-    await frame_until(ws, a="op", seq=1)
+    await ws.until(a="op", seq=1)
     await ws.send(json.dumps({"a": "op", "c": "docs", "d": doc, "v": 1, "seq": 2, "op": ["!"]}))
-    await frame_until(ws, a="op", seq=2)
+    await ws.until(a="op", seq=2)
     await ws.close()
     await run.close()  # SIGTERM: each node flushes its spans as it stops
 
@@ -379,8 +368,6 @@ async def test_one_edit_is_one_trace_across_two_node_processes(run: ClusterRun) 
 
 async def test_presence_and_live_notifications_cross_nodes(run: ClusterRun) -> None:
     """Ann on one node, Bob on the other: Bob sees Ann's cursor and gets her @mention live."""
-    import websockets
-
     from mailslot.cluster.routing import assignment, shard_for
 
     env = {"MAILSLOT_SECRET": "one secret for the whole cluster"}
@@ -403,11 +390,8 @@ async def test_presence_and_live_notifications_cross_nodes(run: ClusterRun) -> N
             assert reply.status_code == 200, reply.text
             return str(reply.json()["token"])
 
-    async def connect(node: NodeProcess, token: str | None) -> Any:
-        ws = await websockets.connect(node.ws + (f"?token={token}" if token else ""))
-        await ws.send(json.dumps({"a": "hs", "id": None, "protocol": 1, "protocolMinor": 2}))
-        await frame_until(ws, a="hs")
-        return ws
+    async def connect(node: NodeProcess, token: str | None) -> wsclient.Client:
+        return await wsclient.connect(node.ws, token=token, wait=30)
 
     ann_token, bob_token = await login(first, "ann"), await login(second, "bob")
     ann = await connect(first, ann_token)
@@ -433,33 +417,33 @@ async def test_presence_and_live_notifications_cross_nodes(run: ClusterRun) -> N
             timeout=10,
         )
         assert read.status_code == 200, read.text
-    await frame_until(bob, a="x-unread")
+    await bob.until(a="x-unread")
     # ... and a request through the broker after his presence subscription proves that his
     # node's bindings (his notifications, the channel) are in place
     await bob.send(json.dumps({"a": "ps", "ch": ch, "seq": 1}))
-    await frame_until(bob, a="ps")
+    await bob.until(a="ps")
     await bob.send(json.dumps({"a": "s", "c": "docs", "d": doc}))
-    assert (await frame_until(bob, a="s"))["data"]["data"] == "hi"
+    assert (await bob.until(a="s"))["data"]["data"] == "hi"
 
     await ann.send(json.dumps({"a": "ps", "ch": ch, "seq": 1}))
-    await frame_until(ann, a="ps")
+    await ann.until(a="ps")
     await ann.send(json.dumps({"a": "s", "c": "docs", "d": doc}))
-    await frame_until(ann, a="s")
+    await ann.until(a="s")
 
     await ann.send(json.dumps({"a": "p", "ch": ch, "id": "ann-1", "pv": 1, "c": "docs",
                                "d": doc, "v": 1, "t": "http://sharejs.org/types/text-unicode",
                                "p": {"index": 2, "length": 0}}))  # fmt: skip
-    cursor = await frame_until(bob, a="p", id="ann-1")
+    cursor = await bob.until(a="p", id="ann-1")
     assert cursor["p"] == {"index": 2, "length": 0}
     assert cursor["src"] != ""
 
     await ann.send(json.dumps({"a": "op", "c": "docs", "d": doc, "v": 1, "seq": 1,
                                "op": [2, " @bob"]}))  # fmt: skip
-    assert "error" not in await frame_until(ann, a="op", seq=1)
-    note = await frame_until(bob, a="x-notify")
+    assert "error" not in await ann.until(a="op", seq=1)
+    note = await bob.until(a="x-notify")
     assert (note["notification"]["kind"], note["notification"]["author"]) == ("mention", "ann")
 
     await ann.close()  # Ann leaves: her cursor goes from Bob's page too
-    gone = await frame_until(bob, a="p", id="ann-1")
+    gone = await bob.until(a="p", id="ann-1")
     assert gone["p"] is None
     await bob.close()

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import websockets
+from tests import wsclient
+from tests.wsclient import Client
 
 from mailslot.errors import ConfigError
 from mailslot.migrate.cutover import CutoverConfig
@@ -26,38 +26,8 @@ from mailslot.server import NodeConfig, RunningServer, start_server
 WAIT = 20.0
 
 
-class Client:
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.seq = 0
-
-    async def send(self, message: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps(message))
-
-    async def until(self, **fields: Any) -> dict[str, Any]:
-        while True:
-            frame = json.loads(await asyncio.wait_for(self.ws.recv(), WAIT))
-            if all(frame.get(k) == v for k, v in fields.items()):
-                return frame
-
-    async def submit(self, d: str, v: int | None, **body: Any) -> dict[str, Any]:
-        """Send an op and wait for its ack (or error); answers the ack."""
-        self.seq += 1
-        await self.send({"a": "op", "c": "docs", "d": d, "v": v, "seq": self.seq, **body})
-        while True:  # other clients' ops (those this one missed) come first, with their own seq
-            frame = await self.until(a="op", seq=self.seq)
-            if "error" in frame or ("op" not in frame and "create" not in frame):
-                return frame
-
-    async def close(self) -> None:
-        await self.ws.close()
-
-
 async def connect(server: RunningServer) -> Client:
-    client = Client(await websockets.connect(server.ws_url, max_size=None))
-    await client.send({"a": "hs", "id": None, "protocol": 1, "protocolMinor": 2})
-    await client.until(a="hs")
-    return client
+    return await wsclient.connect(server.ws_url, wait=WAIT)
 
 
 async def _server(tmp_path: Path, **options: Any) -> AsyncIterator[RunningServer]:
@@ -108,7 +78,7 @@ async def test_each_engine_serves_the_gateway_and_the_hub(
     assert (seen["v"], seen["op"]) == (1, [2, " there"])
     # the author gets no echo of its own op: the next frame it sees is the reply to a ping
     await ann.send({"a": "pp"})
-    assert json.loads(await asyncio.wait_for(ann.ws.recv(), WAIT)) == {"a": "pp"}
+    assert await ann.recv() == {"a": "pp"}
     stats = await get_stats(server)
     assert stats["engines"][engine]["requests"] >= 3
     other = "actor" if engine == "legacy" else "legacy"

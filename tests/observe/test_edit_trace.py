@@ -3,14 +3,12 @@ sessions the op reaches (an in-process server, real sockets, the SDK's in-memory
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import websockets
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -18,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from mailslot.observe import Observability
 from mailslot.observe.tracing import TracingInstrumentation
 from mailslot.server import Node, NodeConfig, RunningServer, start_server
+from tests.wsclient import connect
 
 WAIT = 10.0
 
@@ -37,37 +36,23 @@ async def traced(tmp_path: Path) -> AsyncIterator[tuple[RunningServer, InMemoryS
         provider.shutdown()
 
 
-async def until(ws: Any, **fields: Any) -> dict[str, Any]:
-    while True:
-        frame = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
-        if all(frame.get(k) == v for k, v in fields.items()):
-            return frame
-
-
-async def client(url: str) -> Any:
-    ws = await websockets.connect(url)
-    await ws.send(json.dumps({"a": "hs", "id": None, "protocol": 1, "protocolMinor": 2}))
-    await until(ws, a="hs")
-    return ws
-
-
 def attr(span: ReadableSpan, key: str) -> Any:
     return (span.attributes or {}).get(key)
 
 
 async def test_one_edit_is_one_trace(traced: tuple[RunningServer, InMemorySpanExporter]) -> None:
     server, exporter = traced
-    ann, bob = await client(server.ws_url), await client(server.ws_url)
+    ann, bob = await connect(server.ws_url), await connect(server.ws_url)
     await ann.send(json.dumps({"a": "op", "c": "docs", "d": "t", "seq": 1,
                                "create": {"type": "text-unicode", "data": "hi"}}))  # fmt: skip
-    await until(ann, a="op")
+    await ann.until(a="op")
     await bob.send(json.dumps({"a": "s", "c": "docs", "d": "t"}))
-    await until(bob, a="s")
+    await bob.until(a="s")
     exporter.clear()
 
     await ann.send(json.dumps({"a": "op", "c": "docs", "d": "t", "v": 1, "seq": 2, "op": ["!"]}))
-    await until(ann, a="op", seq=2)
-    await until(bob, a="op", seq=2)
+    await ann.until(a="op", seq=2)
+    await bob.until(a="op", seq=2)
     await ann.close()
     await bob.close()
 
