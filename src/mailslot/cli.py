@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +15,14 @@ from typing import Any
 from mailslot.errors import ConfigError, MailslotError
 
 __all__ = ["main"]
+
+#: subcommands whose module parses its own options and runs them (``run_cli(args)``)
+_RUNNERS = {
+    "cluster": "mailslot.cluster.cli",
+    "cutover": "mailslot.migrate.cutover_http",
+    "lockprof": "mailslot.migrate.lockprof",
+    "user": "mailslot.accounts",
+}
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -166,37 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo.main(seed=args.seed)
     if args.command == "serve":
         return _serve(args)
-    if args.command == "cluster":
-        from mailslot.cluster import cli as cluster_cli
-
+    runner = _RUNNERS.get(args.command)
+    if runner is not None:
         try:
-            return cluster_cli.run_cli(args)
+            return int(importlib.import_module(runner).run_cli(args))
         except ConfigError as exc:
-            print(f"mailslot cluster: error: {exc}", file=sys.stderr)
-            return 2
-    if args.command == "cutover":
-        from mailslot.migrate import cutover_http
-
-        try:
-            return cutover_http.run_cli(args)
-        except ConfigError as exc:
-            print(f"mailslot cutover: error: {exc}", file=sys.stderr)
-            return 2
-    if args.command == "lockprof":
-        from mailslot.migrate import lockprof
-
-        try:
-            return lockprof.run_cli(args)
-        except ConfigError as exc:
-            print(f"mailslot lockprof: error: {exc}", file=sys.stderr)
-            return 2
-    if args.command == "user":
-        from mailslot import accounts
-
-        try:
-            return accounts.run_cli(args)
-        except ConfigError as exc:
-            print(f"mailslot user: error: {exc}", file=sys.stderr)
+            print(f"mailslot {args.command}: error: {exc}", file=sys.stderr)
             return 2
     parser.error(f"unknown command {args.command!r}")
 
