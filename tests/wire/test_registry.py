@@ -347,3 +347,11 @@ def test_open_checks_the_envelope_tag_against_the_body() -> None:
     assert isinstance(forged, Envelope)
     with pytest.raises(CodecError, match=r"Invalid value 'doc\.submit'"):
         REGISTRY.open(forged)
+
+
+def test_the_current_decoder_of_a_tag_decodes_what_encode_made() -> None:
+    msg = Ack(doc="d1", version=3)
+    tag, body = REGISTRY.encode(msg)
+    assert REGISTRY.decoder(tag).decode(body) == msg
+    with pytest.raises(CodecError, match="unknown message type"):
+        REGISTRY.decoder("nope")

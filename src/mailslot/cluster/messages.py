@@ -82,7 +82,7 @@ class Catalog:
                 )
             self._by_tag[info.tag] = registry
             self._by_cls[info.cls] = (registry, info.version)
-            self._fast[info.tag] = (info.version, msgspec.msgpack.Decoder(info.cls))
+            self._fast[info.tag] = (info.version, registry.decoder(info.tag))
 
     def encode(self, message: Any) -> tuple[str, int, bytes]:
         """``(tag, schema_version, body)`` of a registered message.

@@ -184,6 +184,15 @@ class MessageRegistry:
         """
         return self._entry(tag).version
 
+    def decoder(self, tag: str) -> msgspec.msgpack.Decoder[Any]:
+        """The decoder of ``tag``'s current schema version (for callers that dispatch by tag
+        themselves and call :meth:`decode` only for what this one refuses).
+
+        Raises:
+            CodecError: the tag is not registered here.
+        """
+        return self._entry(tag).decoder
+
     def encode(self, msg: msgspec.Struct, *, version: int | None = None) -> tuple[str, bytes]:
         """Encode a registered message; returns ``(tag, body)``.
 
