@@ -3,7 +3,7 @@
 ``cluster`` is parametrised: ``memory`` (the in-process broker) and ``amqp`` (the real RabbitMQ at
 127.0.0.1:5672, with a unique name prefix per test, deleted at the end). Waits for conditions are
 bounded by ``MAILSLOT_TEST_TIMEOUT_SCALE`` times a few seconds and look again after each change in
-the cluster (:class:`Changes`); nothing sleeps, nothing waits for a fixed time.
+the cluster (:data:`CHANGES`); nothing sleeps, nothing waits for a fixed time.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from mailslot.cluster.transport import (
 from mailslot.meters import Meters
 from mailslot.runtime import Actor, ActorRef, ActorSystem, DeadLetter, Instrumentation
 from mailslot.wire import MessageRegistry
+from tests.changes import Changes
 from tests.conftest import require_service
 
 SCALE = float(os.environ.get("MAILSLOT_TEST_TIMEOUT_SCALE", "1"))
@@ -99,29 +100,9 @@ def test_kind(node_id: str, recorder: Recorder) -> EntityKind:
     )
 
 
-class Changes:
-    """Wakes the tests' waits whenever something in the cluster under test may have changed.
-
-    Poked after every transport call and callback (publishes, deliveries, subscriptions, the
-    nodes' heartbeats every 0.1 s) and after every actor turn, dead letter and backpressure
-    signal of the nodes' systems: every state a test waits for changes in one of those.
-    """
-
-    def __init__(self) -> None:
-        self.waiters: list[asyncio.Future[None]] = []
-
-    def poke(self) -> None:
-        waiters, self.waiters = self.waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def next(self) -> asyncio.Future[None]:
-        waiter = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        return waiter
-
-
+#: poked after every transport call and callback (publishes, deliveries, subscriptions, the nodes'
+#: heartbeats every 0.1 s) and after every actor turn, dead letter and backpressure signal of the
+#: nodes' systems: every state a test here waits for changes in one of those
 CHANGES = Changes()
 
 

@@ -27,6 +27,7 @@ import pytest
 from mailslot.cluster.amqp import AmqpTransport
 from mailslot.cluster.transport import Names, QueueSettings
 from tests import wsclient
+from tests.changes import Changes
 
 pytestmark = pytest.mark.integration
 
@@ -65,25 +66,13 @@ class ClusterRun:
         self.readers: list[asyncio.Task[None]] = []
         # the nodes log each change of their cluster view (a node joined or left, the shards
         # they consume); waits on that view look again at each line any node logs
-        self.lines = 0
-        self.waiters: list[asyncio.Future[None]] = []
+        self.logged = Changes()
 
     async def _log(self, proc: asyncio.subprocess.Process, log: Any) -> None:
         assert proc.stderr is not None
         while line := await proc.stderr.readline():
             log.write(line)
-            self.lines += 1
-            waiters, self.waiters = self.waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-
-    async def next_line(self, seen: int) -> None:
-        """Return once a node has logged a line after the first ``seen``."""
-        if self.lines == seen:
-            waiter = asyncio.get_running_loop().create_future()
-            self.waiters.append(waiter)
-            await waiter
+            self.logged.poke()
 
     async def start_node(self, node_id: str, env: dict[str, str] | None = None) -> NodeProcess:
         log = open(self.tmp / f"{node_id}.log", "wb")  # noqa: SIM115, ASYNC230 - closed in close()
@@ -137,7 +126,7 @@ class ClusterRun:
         ids = sorted(n.node_id for n in nodes)
         async with asyncio.timeout(30 * SCALE):
             while True:
-                seen = self.lines
+                logged = self.logged.next()
                 owned: set[int] = set()
                 ok = True
                 for node in nodes:
@@ -146,7 +135,7 @@ class ClusterRun:
                     owned |= set(cluster["owned"])
                 if ok and owned == set(range(SHARDS)):
                     return
-                await self.next_line(seen)
+                await logged
 
     async def load(self, **config: Any) -> asyncio.subprocess.Process:
         config.setdefault("urls", [n.ws for n in self.nodes])
