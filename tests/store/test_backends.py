@@ -87,6 +87,25 @@ async def test_duplicate_inside_one_batch(store: Store) -> None:
     assert len(await store.ops_since(C, "d1", 0)) == 1
 
 
+async def test_a_batch_larger_than_one_lookup_reads_every_earlier_op(store: Store) -> None:
+    # 1,200 documents, one op each already stored on every third one: a batch that resends
+    # those and adds the next op everywhere finds each duplicate and each head, whatever the
+    # backend's lookup chunking (the SQLite store reads 500 keys per statement)
+    docs = [f"doc{i}" for i in range(1200)]
+    await store.commit([op(d, 0) for d in docs[::3]])
+    batch = [op(d, 0) for d in docs[::3]] + [
+        op(d, 1 if i % 3 == 0 else 0) for i, d in enumerate(docs)
+    ]
+    results = await store.commit(batch)
+    stored = len(docs[::3])
+    assert results[:stored] == [CommitResult("duplicate", 0)] * stored
+    assert results[stored:] == [
+        CommitResult("committed", 1 if i % 3 == 0 else 0) for i in range(len(docs))
+    ]
+    heads = {d.doc: d.version for d in await store.list_documents(C, limit=2000)}
+    assert heads == {d: 2 if i % 3 == 0 else 1 for i, d in enumerate(docs)}
+
+
 async def test_version_taken_by_another_op_is_a_conflict(store: Store) -> None:
     await store.commit([op("d1", 0, src="conn-a")])
     with pytest.raises(VersionConflict, match=r"version 0 of document docs/d1") as caught:
