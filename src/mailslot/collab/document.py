@@ -492,6 +492,7 @@ class DocumentActor(Actor):
             except OTError as exc:
                 self.reject(sender, m.tag, ERR_OT_OP_BADLY_FORMED, str(exc))
                 return
+        past: list[Any] = []
         for logged in since:
             applied = logged.record
             if applied.src == m.src and applied.seq == m.seq:
@@ -502,10 +503,14 @@ class DocumentActor(Actor):
                 self.reject(sender, m.tag, *error)
                 return
             if kind == "op" and applied.kind == "op":
-                op = ot.transform(op, applied.op, "left")
-                self.transforms += 1
-                if self.meters is not None:
-                    self.meters.doc_transforms.inc()
+                past.append(applied.op)
+        if past:
+            # all well formed: op was checked above, and every logged op was checked (or made by
+            # transform) before it was committed
+            op = ot.transform_past(op, past, "left", checked=True)
+            self.transforms += len(past)
+            if self.meters is not None:
+                self.meters.doc_transforms.inc(len(past))
         self.apply_and_commit(m, sender, kind, op, since)
 
     def apply_and_commit(
@@ -572,7 +577,7 @@ class DocumentActor(Actor):
         self.ops_applied += 1
         logged = _Logged(record)
         self.log.append(logged)
-        missed = tuple(self.frame_of(x) for x in since)
+        missed = tuple([x.frame if x.frame is not None else self.frame_of(x) for x in since])
         self.pending.append(
             _Pending(
                 logged,

@@ -528,7 +528,7 @@ class LegacyEngine:
             since = self._since(doc, v)
             if since is None:
                 return self._reject(gen, job, ERR_UNKNOWN_ERROR, f"ops since {v} are missing")
-            transforms = 0
+            past: list[Any] = []
             for logged in since:
                 applied = logged.record
                 if applied.src == m.src and applied.seq == m.seq:
@@ -538,8 +538,10 @@ class LegacyEngine:
                 if error is not None:
                     return self._reject(gen, job, *error)
                 if kind == "op" and applied.kind == "op":
-                    op = ot.transform(op, applied.op, "left")
-                    transforms += 1
+                    past.append(applied.op)
+            if past:  # all well formed, as in the actor engine
+                op = ot.transform_past(op, past, "left", checked=True)
+            transforms = len(past)
             error = self._apply(doc, kind, op)
             if error is not None:
                 return self._reject(gen, job, *error)

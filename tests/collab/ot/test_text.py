@@ -26,6 +26,7 @@ from mailslot.collab.ot import (
     remove,
     strip_invertible,
     transform,
+    transform_past,
     transform_position,
     transform_selection,
 )
@@ -387,6 +388,48 @@ def test_helpers() -> None:
 # -- properties ----------------------------------------------------------------------------------
 
 
+@st.composite
+def op_and_committed_chain(draw: st.DrawFn) -> tuple[str, list, list[list]]:
+    """A text, an op made against it, and ops committed one after another on it meanwhile."""
+    text = draw(texts)
+    op = draw(ops(text))
+    chain: list[list] = []
+    current = text
+    for _ in range(draw(st.integers(0, 6))):
+        step = draw(ops(current))
+        chain.append(step)
+        current = apply(current, step)
+    return text, op, chain
+
+
+@PROPERTY
+@given(op_and_committed_chain(), st.sampled_from(["left", "right"]))
+def test_transform_past_is_transform_folded_over_the_committed_ops(
+    case: tuple[str, list, list[list]], side: str
+) -> None:
+    text, op, chain = case
+    folded = op
+    for other in chain:
+        folded = transform(folded, other, side)  # type: ignore[arg-type]
+    assert transform_past(op, chain, side) == folded  # type: ignore[arg-type]
+    assert transform_past(op, chain, side, checked=True) == folded  # type: ignore[arg-type]
+    # and it applies after the chain: the server's text plus the client's intent
+    end = text
+    for other in chain:
+        end = apply(end, other)
+    apply(end, folded)
+
+
+def test_transform_past_refuses_bad_side_and_bad_ops() -> None:
+    with pytest.raises(OTError, match="side must be 'left' or 'right'"):
+        transform_past(["a"], [], "up")  # type: ignore[arg-type]
+    with pytest.raises(OTError, match=r"^op: component 0"):
+        transform_past([0], [["b"]], "left")
+    with pytest.raises(OTError, match=r"^other: component 1"):
+        transform_past(["a"], [["b"], ["c", 3]], "left")
+    assert transform_past(["a"], [], "left") == ["a"]
+
+
 @PROPERTY
 @given(text_and_two_ops())
 def test_transform_converges_tp1(case: tuple[str, list, list]) -> None:
@@ -398,6 +441,9 @@ def test_transform_converges_tp1(case: tuple[str, list, list]) -> None:
     assert apply(apply(text, a), transform(b, a, "left")) == apply(
         apply(text, b), transform(a, b, "right")
     )
+    # a caller that has checked both ops may skip the checks: the same results
+    assert transform(a, b, "left", checked=True) == a_after_b
+    assert transform(b, a, "right", checked=True) == b_after_a
 
 
 @PROPERTY

@@ -30,6 +30,7 @@ from .text import (
     remove,
     strip_invertible,
     transform,
+    transform_past,
     transform_position,
     transform_selection,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "remove",
     "strip_invertible",
     "transform",
+    "transform_past",
     "transform_position",
     "transform_selection",
 ]

@@ -44,7 +44,7 @@ here keeps state, so any caller may use it at any time. For large documents use
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, Protocol, TypeAlias
 
 from mailslot.errors import OTError
@@ -70,6 +70,7 @@ __all__ = [
     "remove",
     "strip_invertible",
     "transform",
+    "transform_past",
     "transform_position",
     "transform_selection",
 ]
@@ -376,7 +377,9 @@ def apply(text: str, op: Sequence[Component]) -> str:
     return "".join(parts)
 
 
-def transform(op: Sequence[Component], other: Sequence[Component], side: Side) -> Op:
+def transform(
+    op: Sequence[Component], other: Sequence[Component], side: Side, *, checked: bool = False
+) -> Op:
     """``op`` rewritten to apply after ``other`` (both made against the same document).
 
     Args:
@@ -384,19 +387,33 @@ def transform(op: Sequence[Component], other: Sequence[Component], side: Side) -
         other: the op it is transformed past.
         side: ``"left"`` if ``op``'s inserts go first where both insert at the same place (the
             server transforms an incoming op ``"left"`` past the ops committed before it).
+        checked: the caller knows both ops are well formed (skip their checks): a server
+            transforming a checked op past the ops it committed, one after another.
 
     Raises:
         OTError: if either op is malformed or ``side`` is neither ``"left"`` nor ``"right"``.
     """
-    if side != "left" and side != "right":
-        raise OTError(f"side must be 'left' or 'right', got {_show(side)}")
-    _check(op, "op")
-    _check(other, "other")
-    left = side == "left"
+    left = _is_left(side)
+    if not checked:
+        _check(op, "op")
+        _check(other, "other")
     if len(op) <= 2 and len(other) <= 2:
         fast = _transform_simple(op, other, left)
         if fast is not None:
             return fast
+    return _transform_walk(op, other, left)
+
+
+def _is_left(side: Side) -> bool:
+    if side == "left":
+        return True
+    if side == "right":
+        return False
+    raise OTError(f"side must be 'left' or 'right', got {_show(side)}")
+
+
+def _transform_walk(op: Sequence[Component], other: Sequence[Component], left: bool) -> Op:
+    """:func:`transform` in general: walk ``other`` and take ``op`` along."""
     out: Op = []
     it = _Taker(op)
     for c2 in other:
@@ -417,6 +434,41 @@ def transform(op: Sequence[Component], other: Sequence[Component], side: Side) -
                 else:  # deleted by both: nothing left to delete
                     length -= _dlen(c1["d"])
     return _drain(it, out)
+
+
+def transform_past(
+    op: Sequence[Component],
+    others: Iterable[Sequence[Component]],
+    side: Side,
+    *,
+    checked: bool = False,
+) -> Op:
+    """``op`` transformed past each of ``others`` in turn: what a server does with an op made
+    against an older version, past the ops committed since (``transform`` folded, in one call).
+
+    Args:
+        op: the op to transform.
+        others: ops applied one after another, the first made against the same document as op.
+        side: as for :func:`transform`.
+        checked: the caller knows every op is well formed (skip their checks).
+
+    Raises:
+        OTError: if an op is malformed or ``side`` is neither ``"left"`` nor ``"right"``.
+    """
+    left = _is_left(side)
+    if not checked:
+        _check(op, "op")
+    out: Op = list(op)
+    for other in others:
+        if not checked:
+            _check(other, "other")
+        if len(out) <= 2 and len(other) <= 2:
+            fast = _transform_simple(out, other, left)
+            if fast is not None:
+                out = fast
+                continue
+        out = _transform_walk(out, other, left)
+    return out
 
 
 def _simple(op: Sequence[Component]) -> tuple[int, str | dict[str, int | str]] | None:
