@@ -62,10 +62,11 @@ from mailslot.collab.protocol.session import (
     Effect,
     PresenceCommand,
     Send,
+    SendAll,
     Session,
     ToDocument,
 )
-from mailslot.collab.wsframe import text_frame
+from mailslot.collab.wsframe import FrameCache, text_frame
 from mailslot.errors import MailboxFull
 from mailslot.meters import Meters
 from mailslot.runtime import Actor, ActorRef, Directive, SupervisorStrategy, Terminated
@@ -174,6 +175,8 @@ class WriteBatcher:
 
     def __init__(self) -> None:
         self._pending: dict[Connection, list[bytes]] = {}
+        self._held: dict[Connection, int] = {}  # bytes in _pending, per connection
+        self.framing = FrameCache()
         self._scheduled = False
         self.writes = 0
         self.frames = 0
@@ -182,21 +185,26 @@ class WriteBatcher:
         frames = self._pending.get(conn)
         if frames is None:
             self._pending[conn] = [data]
+            self._held[conn] = len(data)
             if not self._scheduled:
                 self._scheduled = True
                 asyncio.get_running_loop().call_soon(self.flush)
         else:
             frames.append(data)
+            self._held[conn] += len(data)
 
     def pending_bytes(self, conn: Connection) -> int:
-        return sum(len(f) for f in self._pending.get(conn, ()))
+        """Bytes held for ``conn`` until the flush (O(1): a broadcast asks once per frame)."""
+        return self._held.get(conn, 0)
 
     def take(self, conn: Connection) -> list[bytes]:
+        self._held.pop(conn, None)
         return self._pending.pop(conn, [])
 
     def flush(self) -> None:
         self._scheduled = False
         pending, self._pending = self._pending, {}
+        self._held = {}
         for conn, frames in pending.items():
             conn.flush(frames)
             self.writes += 1
@@ -238,7 +246,10 @@ class Connection:
         if self.closing is not None:
             return
         if self.direct is not None:
-            self.write(text_frame(frame.encode()))
+            if self.batcher is not None:
+                self.write(self.batcher.framing.framed(frame))
+            else:
+                self.write(text_frame(frame.encode()))
             return
         if len(self.outbound) >= self.config.max_outbound:
             self.close(
@@ -249,6 +260,21 @@ class Connection:
         self.outbound.append(frame)
         self._wake_writer()
 
+    def send_all(self, frames: list[str]) -> None:
+        """Send several frames, in order: written at once when writing to the transport (the
+        ops a client missed, then its ack), each framed once per node (:class:`FrameCache`)."""
+        if self.closing is not None:
+            return
+        if self.direct is None or len(frames) == 1:
+            for frame in frames:
+                self.send(frame)
+            return
+        if self.batcher is not None:
+            framed = self.batcher.framing.framed
+            self.write(b"".join([framed(f) for f in frames]), len(frames))
+        else:
+            self.write(b"".join([text_frame(f.encode()) for f in frames]), len(frames))
+
     def send_framed(self, wire: bytes, frame: str) -> None:
         """Send a frame that is already framed (``wire``), as a broadcast is (an empty ``wire``:
         frame it here)."""
@@ -258,8 +284,9 @@ class Connection:
         else:
             self.send(frame)
 
-    def write(self, data: bytes) -> None:
-        """Write whole frames to the transport; close a client that does not keep up."""
+    def write(self, data: bytes, frames: int = 1) -> None:
+        """Write whole frames (``frames`` of them) to the transport; close a client that does
+        not keep up."""
         direct = self.direct
         assert direct is not None
         batcher = self.batcher
@@ -276,10 +303,10 @@ class Connection:
             batcher.add(self, data)
         else:
             direct.write(data)
-        self.frames_out += 1
+        self.frames_out += frames
         self.bytes_out += len(data)
         if self._out_frames is not None and self._out_bytes is not None:
-            self._out_frames.inc()
+            self._out_frames.inc(frames)
             self._out_bytes.inc(len(data))
 
     def flush(self, frames: list[bytes]) -> None:
@@ -478,10 +505,18 @@ class SessionActor(Actor):
 
     def run(self, effects: list[Effect]) -> None:
         me = self.context.self
+        sends: list[str] = []  # consecutive frames leave in one write
         for effect in effects:
             if isinstance(effect, Send):
-                self.conn.send(effect.frame)
-            elif isinstance(effect, ToDocument):
+                sends.append(effect.frame)
+                continue
+            if isinstance(effect, SendAll):
+                sends.extend(effect.frames)
+                continue
+            if sends:
+                self.conn.send_all(sends)
+                sends = []
+            if isinstance(effect, ToDocument):
                 request = effect.request
                 if isinstance(request, UnsubscribeDoc):
                     self.hub.tell(HubUnsubscribe(request.c, request.d), me)
@@ -495,6 +530,8 @@ class SessionActor(Actor):
                 self.conn.close(effect.code, effect.reason)
             elif isinstance(effect, PresenceCommand):
                 self.on_presence(effect)
+        if sends:
+            self.conn.send_all(sends)
 
     def on_presence(self, command: PresenceCommand) -> None:
         """To the presence manager; under overload an update is dropped, never the session."""

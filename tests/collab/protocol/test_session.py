@@ -20,6 +20,7 @@ from mailslot.collab.protocol.session import (
     Close,
     PresenceCommand,
     Send,
+    SendAll,
     Session,
     ToDocument,
 )
@@ -28,7 +29,13 @@ TEXT = "http://sharejs.org/types/text-unicode"
 
 
 def frames(effects: list[Any]) -> list[dict[str, Any]]:
-    return [json.loads(e.frame) for e in effects if isinstance(e, Send)]
+    out: list[dict[str, Any]] = []
+    for e in effects:
+        if isinstance(e, Send):
+            out.append(json.loads(e.frame))
+        elif isinstance(e, SendAll):
+            out.extend(json.loads(f) for f in e.frames)
+    return out
 
 
 def doc_requests(effects: list[Any]) -> list[Any]:

@@ -29,6 +29,7 @@ from mailslot.collab.protocol.session import (
     Effect,
     PresenceCommand,
     Send,
+    SendAll,
     Session,
     ToDocument,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "Push",
     "Request",
     "Send",
+    "SendAll",
     "Session",
     "SnapshotAt",
     "SubmitOp",

@@ -80,6 +80,7 @@ __all__ = [
     "Effect",
     "PresenceCommand",
     "Send",
+    "SendAll",
     "Session",
     "ToDocument",
 ]
@@ -108,6 +109,13 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
+class SendAll:
+    """Write ``frames`` to the client, in order (the ops it missed, then its reply)."""
+
+    frames: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     """Close the socket with ``code`` and ``reason``."""
 
@@ -133,7 +141,7 @@ class PresenceCommand:
     src: str
 
 
-Effect: TypeAlias = Send | Close | ToDocument | PresenceCommand
+Effect: TypeAlias = Send | SendAll | Close | ToDocument | PresenceCommand
 
 #: Decides whether this connection may read (``write=False``) or write ``c/d``.
 Permission = Callable[[str, str, bool], bool]
@@ -401,9 +409,7 @@ class Session:
                 self.subscriptions.discard((pending.echo["c"], pending.echo["d"]))
             return [Send(error_reply(pending.echo, reply.code, reply.message).decode())]
         if isinstance(reply, DocOps):
-            effects: list[Effect] = [Send(f) for f in reply.frames]
-            effects.append(Send(_frame({"a": pending.kind, **_doc_of(pending.echo)})))
-            return effects
+            return [SendAll((*reply.frames, _frame({"a": pending.kind, **_doc_of(pending.echo)})))]
         if isinstance(reply, DocSnapshot):
             if pending.kind in ("nf", "nt"):
                 out = {
@@ -418,7 +424,6 @@ class Session:
             data = snapshot_data(reply.v, reply.type, reply.data)
             return [Send(_frame({"a": pending.kind, **_doc_of(pending.echo), "data": data}))]
         assert isinstance(reply, OpAcked)
-        effects = [Send(f) for f in reply.frames]
         ack = {
             "a": "op",
             **_doc_of(pending.echo),
@@ -426,8 +431,7 @@ class Session:
             "src": reply.src,
             "seq": reply.seq,
         }
-        effects.append(Send(_frame(ack)))
-        return effects
+        return [SendAll((*reply.frames, _frame(ack)))]
 
     def _bulk_reply(self, pending: _Pending, reply: DocReply) -> list[Effect]:
         bulk = pending.bulk

@@ -1,0 +1,111 @@
+"""The write batcher: one socket write per connection per loop turn, bounded per connection."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from mailslot.collab.gateway import CLOSE_SLOW_CONSUMER, Connection, GatewayConfig, WriteBatcher
+from mailslot.collab.wsframe import text_frame
+
+
+class FakeSocket:
+    """A transport that records writes and holds ``stuck`` bytes the kernel has not taken."""
+
+    def __init__(self, stuck: int = 0) -> None:
+        self.writes: list[bytes] = []
+        self.stuck = stuck
+        self.closed: tuple[int, str] | None = None
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def buffered(self) -> int:
+        return self.stuck
+
+    def is_closing(self) -> bool:
+        return self.closed is not None
+
+    def close_now(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+class FakeWebSocket:
+    def __init__(self, socket: FakeSocket) -> None:
+        self.scope: dict[str, Any] = {"extensions": {"mailslot.transport": socket}}
+
+
+def connection(batcher: WriteBatcher, *, limit: int, stuck: int = 0) -> tuple[Connection, Any]:
+    sock = FakeSocket(stuck)
+    config = GatewayConfig(max_outbound_bytes=limit)
+    return Connection(FakeWebSocket(sock), config, batcher), sock  # type: ignore[arg-type]
+
+
+async def test_frames_of_one_turn_leave_in_one_write_per_connection() -> None:
+    batcher = WriteBatcher()
+    a, sock_a = connection(batcher, limit=1000)
+    b, sock_b = connection(batcher, limit=1000)
+    for i in range(5):
+        a.write(b"a%d" % i)
+        b.write(b"b%d" % i)
+    assert (batcher.pending_bytes(a), batcher.pending_bytes(b)) == (10, 10)
+    assert sock_a.writes == sock_b.writes == []
+    await asyncio.sleep(0)  # the flush is scheduled with call_soon: one loop turn
+    assert sock_a.writes == [b"a0a1a2a3a4"]
+    assert sock_b.writes == [b"b0b1b2b3b4"]
+    assert (batcher.writes, batcher.frames) == (2, 10)
+    assert batcher.pending_bytes(a) == batcher.pending_bytes(b) == 0
+
+
+async def test_bytes_held_by_the_batcher_count_against_the_bound() -> None:
+    batcher = WriteBatcher()
+    conn, sock = connection(batcher, limit=100, stuck=40)
+    for _ in range(6):  # 40 in the kernel's buffer + 6 * 10 held = 100: at the bound, not past
+        conn.write(b"x" * 10)
+    assert conn.closing is None
+    assert batcher.pending_bytes(conn) == 60
+    conn.write(b"y")  # past the bound: closed as a slow consumer, its held frames dropped
+    assert conn.closing is not None
+    assert conn.closing[0] == CLOSE_SLOW_CONSUMER
+    assert sock.closed is not None
+    assert sock.closed[0] == CLOSE_SLOW_CONSUMER
+    assert batcher.pending_bytes(conn) == 0
+    await asyncio.sleep(0)
+    assert sock.writes == []
+
+
+async def test_a_normal_close_writes_what_was_held_first() -> None:
+    batcher = WriteBatcher()
+    conn, sock = connection(batcher, limit=1000)
+    conn.write(b"one")
+    conn.write(b"two")
+    conn.close(1000, "bye")
+    assert sock.writes == [b"onetwo"]
+    assert batcher.pending_bytes(conn) == 0
+    await asyncio.sleep(0)
+    assert sock.writes == [b"onetwo"]
+
+
+async def test_send_all_writes_the_frames_of_a_reply_at_once_each_framed_once() -> None:
+    batcher = WriteBatcher()
+    a, sock_a = connection(batcher, limit=10_000)
+    b, sock_b = connection(batcher, limit=10_000)
+    missed = ['{"a":"op","v":1}', '{"a":"op","v":2}']
+    a.send_all([*missed, '{"a":"op","ack":"a"}'])
+    b.send_all([*missed, '{"a":"op","ack":"b"}'])
+    assert (a.frames_out, b.frames_out) == (3, 3)
+    await asyncio.sleep(0)
+    framed = [text_frame(f.encode()) for f in missed]
+    assert sock_a.writes == [b"".join([*framed, text_frame(b'{"a":"op","ack":"a"}')])]
+    assert sock_b.writes == [b"".join([*framed, text_frame(b'{"a":"op","ack":"b"}')])]
+    assert batcher.framing.hits == 2  # the missed ops were framed for the first client only
+
+
+async def test_send_all_on_a_closing_connection_writes_nothing() -> None:
+    batcher = WriteBatcher()
+    conn, sock = connection(batcher, limit=10_000)
+    conn.close(1000, "bye")
+    conn.send_all(["x", "y"])
+    await asyncio.sleep(0)
+    assert sock.writes == []
+    assert conn.frames_out == 0
