@@ -207,24 +207,15 @@ async def _drive(args: argparse.Namespace, report: Report) -> None:
         peak = n / seconds
         report.add(case="logical msgs/s, 2 processes (batched, quorum, confirms)", value=peak)
 
-        # latency at a quarter of the peak rate
-        await stats.ask(Query(reset=True), timeout=10)
-        rate = peak / 4
-        tick = 0.005
-        per_tick = max(1, int(rate * tick))
+        # latency at a quarter of the peak rate, then at lower offered rates: where p99 < 5 ms
         duration = 1.5 if args.quick else 3.0
-        sent = 0
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < duration:
-            now_ns = time.time_ns()
-            for _ in range(per_tick):
-                sink.tell(Item(keys[sent & 1023], sent, now_ns))
-                sent += 1
-            next_at = t0 + (sent / per_tick) * tick
-            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-        totals = await _until_received(stats, sent)
+        totals = await _latency_at(sink, stats, keys, peak / 4, duration)
         report.add(case="latency p50 at 1/4 peak (ms)", value=totals.p50_us / 1000)
         report.add(case="latency p99 at 1/4 peak (ms)", value=totals.p99_us / 1000)
+        for rate in (1_000, 5_000, 20_000):
+            if rate < peak / 4:
+                totals = await _latency_at(sink, stats, keys, rate, duration / 2)
+                report.add(case=f"latency p99 at {rate:,} msgs/s (ms)", value=totals.p99_us / 1000)
 
         rtts = []
         for i in range(100 if args.quick else 400):
@@ -251,6 +242,25 @@ async def _drive(args: argparse.Namespace, report: Report) -> None:
             await peer.wait()
         with contextlib.suppress(Exception):
             await _transport(args.broker, prefix).delete_topology()
+
+
+async def _latency_at(
+    sink: Any, stats: Any, keys: list[str], rate: float, duration: float
+) -> Totals:
+    """One-way latency of items told at ``rate`` per second (in 5 ms ticks) for ``duration``."""
+    await stats.ask(Query(reset=True), timeout=10)
+    tick = 0.005
+    per_tick = max(1, int(rate * tick))
+    sent = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < duration:
+        now_ns = time.time_ns()
+        for _ in range(per_tick):
+            sink.tell(Item(keys[sent & 1023], sent, now_ns))
+            sent += 1
+        next_at = t0 + (sent / per_tick) * tick
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+    return await _until_received(stats, sent)
 
 
 async def _until_received(stats: Any, count: int) -> Totals:
@@ -401,6 +411,11 @@ def run(args: argparse.Namespace) -> Report:
     report.notes.append(
         "targets: >= 200,000 logical msgs/s; p99 < 5 ms at a quarter of peak (broker on the "
         "same 2 cores)"
+    )
+    report.notes.append(
+        "latency is one-way, tell to handler, in 5 ms ticks over 1,024 keys on 64 shards: every "
+        "tick publishes a frame to most shards, and the broker's CPU per frame (not per message) "
+        "bounds the rate at which p99 stays low"
     )
     return report
 
