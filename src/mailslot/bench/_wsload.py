@@ -126,24 +126,35 @@ class _Conn(asyncio.Protocol):
                     break
                 length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
                 head = 10
-            if n - pos < head + length:
+            start = pos + head
+            end = start + length
+            if n < end:
                 break
-            payload = bytes(buf[pos + head : pos + head + length])
-            pos += head + length
+            pos = end
             if opcode == 0x1:
-                self.text(payload)
+                # most text frames are other clients' ops, sent with our ack: skipped in place,
+                # without copying them out of the buffer
+                waiting = self.waiting
+                if waiting is None or waiting.done() or self.others_op(buf, start, end):
+                    continue
+                self.text(bytes(buf[start:end]))
             elif opcode == 0x9:
-                self.write(payload, 0xA)
+                self.write(bytes(buf[start:end]), 0xA)
             elif opcode == 0x8 and self.transport is not None:
                 self.transport.close()
         del buf[:pos]
+
+    @staticmethod
+    def others_op(buf: bytearray, start: int, end: int) -> bool:
+        """True if the text frame at ``buf[start:end]`` carries an op (not an ack or error)."""
+        if buf.find(b'"error"', start, end) >= 0:
+            return False
+        return buf.find(b'"op":[', start, end) >= 0 or buf.find(b'"create":', start, end) >= 0
 
     def text(self, payload: bytes) -> None:
         waiting = self.waiting
         if waiting is None or waiting.done():
             return
-        if b'"error"' not in payload and (b'"op":[' in payload or b'"create":' in payload):
-            return  # another client's op, sent with our ack
         frame = json.loads(payload)
         if frame.get("seq") == self.seq or (self.seq < 0 and frame.get("a") == "hs"):
             waiting.set_result(frame)
