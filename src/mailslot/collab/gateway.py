@@ -211,6 +211,10 @@ class WriteBatcher:
             self.frames += len(frames)
 
 
+def _frame_text(text: str) -> bytes:
+    return text_frame(text.encode())
+
+
 class Connection:
     """The socket side of one session: bounded outbound queue, pausable reader.
 
@@ -224,6 +228,10 @@ class Connection:
         self.websocket = websocket
         self.config = config
         self.batcher = batcher
+        # a text's frame: from the node's cache when there is a batcher (one per node)
+        self._framed: Callable[[str], bytes] = (
+            batcher.framing.framed if batcher is not None else _frame_text
+        )
         extensions = websocket.scope.get("extensions") or {}
         self.direct: DirectSocket | None = extensions.get("mailslot.transport")
         meters = config.meters
@@ -246,10 +254,7 @@ class Connection:
         if self.closing is not None:
             return
         if self.direct is not None:
-            if self.batcher is not None:
-                self.write(self.batcher.framing.framed(frame))
-            else:
-                self.write(text_frame(frame.encode()))
+            self.write(self._framed(frame))
             return
         if len(self.outbound) >= self.config.max_outbound:
             self.close(
@@ -269,11 +274,8 @@ class Connection:
             for frame in frames:
                 self.send(frame)
             return
-        if self.batcher is not None:
-            framed = self.batcher.framing.framed
-            self.write(b"".join([framed(f) for f in frames]), len(frames))
-        else:
-            self.write(b"".join([text_frame(f.encode()) for f in frames]), len(frames))
+        framed = self._framed
+        self.write(b"".join([framed(f) for f in frames]), len(frames))
 
     def send_framed(self, wire: bytes, frame: str) -> None:
         """Send a frame that is already framed (``wire``), as a broadcast is (an empty ``wire``:
