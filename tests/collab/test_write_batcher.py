@@ -109,3 +109,12 @@ async def test_send_all_on_a_closing_connection_writes_nothing() -> None:
     await asyncio.sleep(0)
     assert sock.writes == []
     assert conn.frames_out == 0
+
+
+def test_without_a_batcher_frames_are_written_at_once_and_framed_plainly() -> None:
+    sock = FakeSocket()
+    conn = Connection(FakeWebSocket(sock), GatewayConfig(), None)  # type: ignore[arg-type]
+    conn.send("one")
+    conn.send_all(["two", "three"])
+    assert sock.writes == [text_frame(b"one"), text_frame(b"two") + text_frame(b"three")]
+    assert conn.frames_out == 3
