@@ -152,6 +152,33 @@ async def test_a_client_that_stops_reading_is_closed_and_memory_stays_bounded(
     assert await close_code(reader) == 4008
 
 
+async def test_a_client_far_behind_catches_up_in_one_reply_larger_than_the_bounds(
+    server: RunningServer,
+) -> None:
+    # a client back from a long time offline asks for every op since its version: one reply of
+    # 300 frames and ~66 KB, past both the frame bound (200) and the byte bound (32 KB). Closing
+    # it as a slow consumer would close it again on every reconnect: it must get the reply.
+    writer = await connect(server)
+    await writer.send_op("d1", None, create={"type": "text-unicode", "data": ""})
+    await writer.until(a="op")
+    for v in range(1, 301):
+        await writer.send_op("d1", v, op=["x" * 150])
+        await writer.until(a="op", seq=writer.seq)
+    late = await connect(server)
+    await late.send({"a": "s", "c": "docs", "d": "d1", "v": 1})
+    versions = []
+    while True:
+        frame = await late.recv()
+        if frame["a"] == "s":
+            break
+        versions.append(frame["v"])
+    assert versions == list(range(1, 301))
+    assert "error" not in frame
+    # and it keeps being served
+    await late.send_op("d1", 301, op=["y"])
+    assert (await late.until(a="op", seq=late.seq))["v"] == 301
+
+
 class SlowLoadStore(SqliteStore):
     """The real SQLite store whose document loads wait for the test (a slow disk)."""
 

@@ -118,3 +118,16 @@ def test_without_a_batcher_frames_are_written_at_once_and_framed_plainly() -> No
     conn.send_all(["two", "three"])
     assert sock.writes == [text_frame(b"one"), text_frame(b"two") + text_frame(b"three")]
     assert conn.frames_out == 3
+
+
+async def test_a_connection_with_nothing_waiting_takes_one_reply_of_any_size() -> None:
+    batcher = WriteBatcher()
+    conn, sock = connection(batcher, limit=100)
+    conn.send_all(["x" * 80, "y" * 80])  # 164 bytes framed: past the bound, but nothing waited
+    assert conn.closing is None
+    assert batcher.pending_bytes(conn) == 164
+    conn.send("z")  # the client has 164 bytes waiting: the bound applies
+    assert conn.closing is not None
+    assert conn.closing[0] == CLOSE_SLOW_CONSUMER
+    await asyncio.sleep(0)
+    assert sock.writes == []  # a slow consumer's held frames are dropped with it

@@ -98,6 +98,9 @@ class GatewayConfig:
             writing through ASGI).
         max_outbound_bytes: bytes waiting in a socket's buffer before its client is closed as a
             slow consumer (when writing to the transport directly).
+
+    Both bounds apply to what is already waiting: a client with nothing waiting takes one reply
+    of any size (all the ops it missed), and is closed at its next one if it does not read.
         max_frame: the largest client frame accepted (characters); larger ones get an error.
         session_mailbox: the session actor's mailbox capacity.
         meters: where connections, frames, bytes and closes are reported.
@@ -250,32 +253,41 @@ class Connection:
 
     # ---- called by the session actor -------------------------------------------------------
 
+    # The bounds apply to what is already waiting: a client with nothing waiting takes one reply
+    # of any size (a client back from far behind gets every op it missed in one reply; closing it
+    # would close it again on every reconnect), and one that does not read is closed at its next.
+
     def send(self, frame: str) -> None:
         if self.closing is not None:
             return
         if self.direct is not None:
             self.write(self._framed(frame))
             return
-        if len(self.outbound) >= self.config.max_outbound:
+        self.queue([frame])
+
+    def send_all(self, frames: list[str]) -> None:
+        """Send several frames, in order, as one reply (the ops a client missed, then the answer):
+        written at once when writing to the transport, each framed once per node
+        (:class:`FrameCache`)."""
+        if self.closing is not None:
+            return
+        if self.direct is None:
+            self.queue(frames)
+            return
+        framed = self._framed
+        self.write(b"".join([framed(f) for f in frames]), len(frames))
+
+    def queue(self, frames: list[str]) -> None:
+        """Queue frames for the ASGI writer; close a client that does not keep up."""
+        waiting = len(self.outbound)
+        if waiting and waiting + len(frames) > self.config.max_outbound:
             self.close(
                 CLOSE_SLOW_CONSUMER,
                 f"outbound queue full ({self.config.max_outbound} messages): reconnect to resync",
             )
             return
-        self.outbound.append(frame)
+        self.outbound.extend(frames)
         self._wake_writer()
-
-    def send_all(self, frames: list[str]) -> None:
-        """Send several frames, in order: written at once when writing to the transport (the
-        ops a client missed, then its ack), each framed once per node (:class:`FrameCache`)."""
-        if self.closing is not None:
-            return
-        if self.direct is None or len(frames) == 1:
-            for frame in frames:
-                self.send(frame)
-            return
-        framed = self._framed
-        self.write(b"".join([framed(f) for f in frames]), len(frames))
 
     def send_framed(self, wire: bytes, frame: str) -> None:
         """Send a frame that is already framed (``wire``), as a broadcast is (an empty ``wire``:
@@ -292,10 +304,10 @@ class Connection:
         direct = self.direct
         assert direct is not None
         batcher = self.batcher
-        waiting = direct.buffered() + len(data)
+        waiting = direct.buffered()
         if batcher is not None:
             waiting += batcher.pending_bytes(self)
-        if waiting > self.config.max_outbound_bytes:
+        if waiting and waiting + len(data) > self.config.max_outbound_bytes:
             self.close(
                 CLOSE_SLOW_CONSUMER,
                 f"more than {self.config.max_outbound_bytes} bytes waiting: reconnect to resync",
