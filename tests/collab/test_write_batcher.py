@@ -35,9 +35,11 @@ class FakeWebSocket:
         self.scope: dict[str, Any] = {"extensions": {"mailslot.transport": socket}}
 
 
-def connection(batcher: WriteBatcher, *, limit: int, stuck: int = 0) -> tuple[Connection, Any]:
+def connection(
+    batcher: WriteBatcher, *, limit: int, stuck: int = 0, reply: int = 1 << 20
+) -> tuple[Connection, Any]:
     sock = FakeSocket(stuck)
-    config = GatewayConfig(max_outbound_bytes=limit)
+    config = GatewayConfig(max_outbound_bytes=limit, max_reply_bytes=reply)
     return Connection(FakeWebSocket(sock), config, batcher), sock  # type: ignore[arg-type]
 
 
@@ -131,3 +133,13 @@ async def test_a_connection_with_nothing_waiting_takes_one_reply_of_any_size() -
     assert conn.closing[0] == CLOSE_SLOW_CONSUMER
     await asyncio.sleep(0)
     assert sock.writes == []  # a slow consumer's held frames are dropped with it
+
+
+def test_a_reply_past_max_reply_bytes_closes_even_a_client_with_nothing_waiting() -> None:
+    batcher = WriteBatcher()
+    conn, sock = connection(batcher, limit=100, reply=150)
+    conn.send_all(["x" * 80, "y" * 80])  # 164 bytes framed
+    assert conn.closing is not None
+    assert conn.closing[0] == CLOSE_SLOW_CONSUMER
+    assert batcher.pending_bytes(conn) == 0
+    assert sock.closed is not None

@@ -98,9 +98,12 @@ class GatewayConfig:
             writing through ASGI).
         max_outbound_bytes: bytes waiting in a socket's buffer before its client is closed as a
             slow consumer (when writing to the transport directly).
+        max_reply_bytes: the largest reply a client with nothing waiting may take past those
+            bounds (all the ops it missed since its version).
 
     Both bounds apply to what is already waiting: a client with nothing waiting takes one reply
-    of any size (all the ops it missed), and is closed at its next one if it does not read.
+    up to ``max_reply_bytes`` (closing a client far behind for its catch-up would close it again
+    on every reconnect), and is closed at its next one if it does not read.
         max_frame: the largest client frame accepted (characters); larger ones get an error.
         session_mailbox: the session actor's mailbox capacity.
         meters: where connections, frames, bytes and closes are reported.
@@ -108,6 +111,7 @@ class GatewayConfig:
 
     max_outbound: int = 2000
     max_outbound_bytes: int = 1024 * 1024
+    max_reply_bytes: int = 16 * 1024 * 1024
     max_frame: int = 256 * 1024
     session_mailbox: int = 4096
     meters: Meters | None = None
@@ -254,8 +258,7 @@ class Connection:
     # ---- called by the session actor -------------------------------------------------------
 
     # The bounds apply to what is already waiting: a client with nothing waiting takes one reply
-    # of any size (a client back from far behind gets every op it missed in one reply; closing it
-    # would close it again on every reconnect), and one that does not read is closed at its next.
+    # up to max_reply_bytes (see GatewayConfig), and one that does not read is closed at its next.
 
     def send(self, frame: str) -> None:
         if self.closing is not None:
@@ -280,7 +283,10 @@ class Connection:
     def queue(self, frames: list[str]) -> None:
         """Queue frames for the ASGI writer; close a client that does not keep up."""
         waiting = len(self.outbound)
-        if waiting and waiting + len(frames) > self.config.max_outbound:
+        limit = self.config.max_outbound
+        if waiting + len(frames) > limit and (
+            waiting or sum(map(len, frames)) > self.config.max_reply_bytes
+        ):
             self.close(
                 CLOSE_SLOW_CONSUMER,
                 f"outbound queue full ({self.config.max_outbound} messages): reconnect to resync",
@@ -307,7 +313,9 @@ class Connection:
         waiting = direct.buffered()
         if batcher is not None:
             waiting += batcher.pending_bytes(self)
-        if waiting and waiting + len(data) > self.config.max_outbound_bytes:
+        if waiting + len(data) > self.config.max_outbound_bytes and (
+            waiting or len(data) > self.config.max_reply_bytes
+        ):
             self.close(
                 CLOSE_SLOW_CONSUMER,
                 f"more than {self.config.max_outbound_bytes} bytes waiting: reconnect to resync",
