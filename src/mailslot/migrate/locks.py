@@ -56,7 +56,7 @@ import threading
 from collections.abc import Callable
 from time import perf_counter_ns
 from types import CodeType, FrameType, TracebackType
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from mailslot.errors import ConfigError
 from mailslot.migrate.lockstats import (
@@ -122,6 +122,131 @@ class _ThreadState(_thread._local):
 _tls = _ThreadState()
 
 
+def _py_held() -> _Held:
+    held: _Held = _tls.held
+    return held
+
+
+class _PyClassCore:
+    """The counters of a lock class that the hot path updates (the pure-Python core)."""
+
+    __slots__ = (
+        "acquisitions",
+        "after",
+        "failed",
+        "hold_mask",
+        "hold_max",
+        "hold_samples",
+        "hold_total",
+        "order",
+        "profiler",
+    )
+
+    profiler: LockProfiler
+    after: set[_LockClass]
+    order: bool
+    acquisitions: int
+    failed: int
+    hold_mask: int
+    hold_total: int
+    hold_samples: int
+    hold_max: int
+
+
+class _PyTrackedCore:
+    """A tracked lock's acquire and release (the pure-Python core; ``_locktrack.c`` is its twin).
+
+    Its only subclass is :class:`_Tracked` (hence the ``type: ignore`` where ``self`` is passed
+    on as one)."""
+
+    __slots__ = ("__weakref__", "_cls", "_holder", "_inner", "_next", "_serial", "_t0")
+
+    def __init__(self, cls: _LockClass, inner: Any) -> None:
+        self._inner = inner
+        self._cls = cls
+        self._holder: _Held | None = None
+        self._next: set[int] | None = None
+        self._serial = 0
+        self._t0 = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if timeout != -1:
+            _check_timeout(blocking, timeout)
+        held: _Held = _tls.held
+        cls = self._cls
+        if held and blocking and cls.order:
+            for h in held:
+                hc = h._cls
+                if hc is cls:
+                    nxt = h._next
+                    if nxt is None or self._serial not in nxt:
+                        cls.profiler._order_instances(h, self)  # type: ignore[arg-type]
+                elif cls not in hc.after:
+                    cls.profiler._order(h, self)  # type: ignore[arg-type]
+        if not self._inner.acquire(False) and (
+            not blocking or not cls.profiler._wait(self, held, timeout)  # type: ignore[arg-type]
+        ):
+            cls.failed += 1
+            return False
+        held.append(self)  # type: ignore[arg-type]
+        self._holder = held
+        cls.acquisitions += 1
+        self._t0 = 0 if cls.acquisitions & cls.hold_mask else perf_counter_ns()
+        return True
+
+    def release(
+        self,
+        t: type[BaseException] | None = None,
+        v: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        held = self._holder
+        if held is None:
+            self._inner.release()  # raises the real "release unlocked lock" error
+            return
+        t0 = self._t0
+        dt = perf_counter_ns() - t0 if t0 else 0
+        self._holder = None
+        self._inner.release()
+        # The rest touches only this thread's list and the class counters: done after the
+        # release, so the instrumentation does not lengthen the critical section.
+        if held and held[-1] is self:
+            held.pop()
+        else:
+            _unlink(self, held)  # type: ignore[arg-type]
+        if t0:
+            cls = self._cls
+            cls.hold_total += dt
+            cls.hold_samples += 1
+            if dt > cls.hold_max:
+                cls.hold_max = dt
+
+    __enter__ = acquire
+    __exit__ = release
+
+
+ACCELERATED = False
+"""True when the tracked locks' hot path runs in C (``mailslot.migrate._locktrack``, built when
+the package is installed and a C compiler is at hand; ``MAILSLOT_PURE_LOCKS=1`` turns it off)."""
+
+if TYPE_CHECKING:
+    _ClassCore = _PyClassCore
+    _TrackedCore = _PyTrackedCore
+    _held = _py_held
+else:
+    _ClassCore, _TrackedCore, _held = _PyClassCore, _PyTrackedCore, _py_held
+    if os.environ.get("MAILSLOT_PURE_LOCKS", "") in ("", "0"):
+        try:
+            from mailslot.migrate import _locktrack
+        except ImportError:
+            pass
+        else:
+            _locktrack.configure(_Held)
+            _ClassCore, _TrackedCore = _locktrack.ClassCore, _locktrack.TrackedCore
+            _held = _locktrack.held
+            ACCELERATED = True
+
+
 def _short(path: str) -> str:
     cwd = os.getcwd() + os.sep
     return path[len(cwd) :] if path.startswith(cwd) else path
@@ -162,24 +287,16 @@ def _thread_name(ident: int) -> str:
     return f"{name} ({ident})"
 
 
-class _LockClass:
-    """Counters of one lock class; the shell's mutable twin of :class:`ClassStats`."""
+class _LockClass(_ClassCore):
+    """Counters of one lock class; the shell's mutable twin of :class:`ClassStats` (those the
+    hot path updates are its core's)."""
 
     __slots__ = (
-        "acquisitions",
-        "after",
         "contended",
-        "failed",
-        "hold_mask",
-        "hold_max",
-        "hold_samples",
-        "hold_total",
         "instance_graph",
         "instances",
         "kind",
         "name",
-        "order",
-        "profiler",
         "sites",
         "wait_hist",
         "wait_max",
@@ -233,78 +350,20 @@ def _check_timeout(blocking: bool, timeout: float) -> None:
         raise ValueError("timeout value must be positive")
 
 
-class _Tracked:
-    """A tracked ``threading.Lock``; the hot path that :class:`_TrackedRLock` builds on.
+class _Tracked(_TrackedCore):
+    """A tracked ``threading.Lock``; the hot path (acquire, release) is its core's, in C when
+    ``mailslot.migrate._locktrack`` was built (see :data:`ACCELERATED`), else in Python.
 
     ``_holder`` is the held list of the owning thread (``None`` when free) and so names the owner.
     ``_next`` holds the serials of locks of the same class taken while this one was held.
     """
 
-    __slots__ = ("__weakref__", "_cls", "_holder", "_inner", "_next", "_serial", "_t0")
+    __slots__ = ()
 
     def __init__(self, cls: _LockClass, inner: Any) -> None:
-        self._inner = inner
-        self._cls = cls
-        self._holder: _Held | None = None
-        self._next: set[int] | None = None
-        self._t0 = 0
+        super().__init__(cls, inner)
         cls.instances += 1
         self._serial = cls.instances
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if timeout != -1:
-            _check_timeout(blocking, timeout)
-        held = _tls.held
-        cls = self._cls
-        if held and blocking and cls.order:
-            for h in held:
-                hc = h._cls
-                if hc is cls:
-                    nxt = h._next
-                    if nxt is None or self._serial not in nxt:
-                        cls.profiler._order_instances(h, self)
-                elif cls not in hc.after:
-                    cls.profiler._order(h, self)
-        if not self._inner.acquire(False) and (
-            not blocking or not cls.profiler._wait(self, held, timeout)
-        ):
-            cls.failed += 1
-            return False
-        held.append(self)
-        self._holder = held
-        cls.acquisitions += 1
-        self._t0 = 0 if cls.acquisitions & cls.hold_mask else perf_counter_ns()
-        return True
-
-    def release(
-        self,
-        t: type[BaseException] | None = None,
-        v: BaseException | None = None,
-        tb: TracebackType | None = None,
-    ) -> None:
-        held = self._holder
-        if held is None:
-            self._inner.release()  # raises the real "release unlocked lock" error
-            return
-        t0 = self._t0
-        dt = perf_counter_ns() - t0 if t0 else 0
-        self._holder = None
-        self._inner.release()
-        # The rest touches only this thread's list and the class counters: done after the
-        # release, so the instrumentation does not lengthen the critical section.
-        if held and held[-1] is self:
-            held.pop()
-        else:
-            _unlink(self, held)
-        if t0:
-            cls = self._cls
-            cls.hold_total += dt
-            cls.hold_samples += 1
-            if dt > cls.hold_max:
-                cls.hold_max = dt
-
-    __enter__ = acquire
-    __exit__ = release
 
     def locked(self) -> bool:
         return bool(self._inner.locked())
@@ -337,7 +396,7 @@ class _TrackedRLock(_Tracked):
         self._count = 0
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if self._holder is _tls.held:
+        if self._holder is _held():
             self._inner.acquire(blocking, timeout)  # re-entry: never waits
             self._count += 1
             return True
@@ -352,7 +411,7 @@ class _TrackedRLock(_Tracked):
         v: BaseException | None = None,
         tb: TracebackType | None = None,
     ) -> None:
-        if self._holder is not _tls.held:
+        if self._holder is not _held():
             self._inner.release()  # raises the real "cannot release un-acquired lock" error
             return
         if self._count > 1:
@@ -369,14 +428,14 @@ class _TrackedRLock(_Tracked):
         raise AttributeError("'_thread.RLock' object has no attribute 'locked'")
 
     def _is_owned(self) -> bool:
-        return self._holder is _tls.held
+        return self._holder is _held()
 
     def _recursion_count(self) -> int:
-        return self._count if self._holder is _tls.held else 0
+        return self._count if self._holder is _held() else 0
 
     def _release_save(self) -> int:
         """Condition.wait: release fully, whatever the recursion level; answer the level."""
-        if self._holder is not _tls.held:
+        if self._holder is not _held():
             raise RuntimeError("cannot release un-acquired lock")
         count = self._count
         for _ in range(count - 1):
