@@ -24,6 +24,13 @@ contended acquisition (timed, its call site recorded, the thread registered for 
 order edge never seen before (the stack is captured and the cycle check runs, see
 :class:`~mailslot.migrate.lockstats.OrderGraph`), nesting two locks of one class, a creation.
 
+The hot path runs in C (``_locktrack.c``: a lock class's hot counters and a tracked lock's
+acquire and release, calling back into Python for every slow path) when the package was installed
+with a C compiler at hand; otherwise in Python (``_PyClassCore``, ``_PyTrackedCore``), its twin,
+at 2-3x the cost (``mailslot bench locks``). :data:`ACCELERATED` says which runs;
+``MAILSLOT_PURE_LOCKS=1`` forces Python. The thread's held list lives in the thread state dict
+(C) or a thread-local (Python); :func:`_held` answers it either way.
+
 Lock order: an edge ``A -> B`` is recorded when a thread asks for ``B`` (blocking or with a timeout)
 while holding ``A``; the first edge that closes a cycle is an :class:`Inversion` (a potential
 deadlock), reported with the stack of every edge of the cycle, even if the run never deadlocks.
