@@ -1204,7 +1204,14 @@ class ClusterNode:
                 pending.append(delivery)
 
         pending: list[Delivery] = []
-        sub = await self.transport.subscribe_shard(n, on_delivery, prefetch=self.config.prefetch)
+        try:
+            sub = await self.transport.subscribe_shard(
+                n, on_delivery, prefetch=self.config.prefetch
+            )
+        except TransportError:
+            if shard.sub is None and not shard.handlers and self._shards.get(n) is shard:
+                del self._shards[n]  # not consumed: the next rebalance subscribes again
+            raise
         holder.append(sub)
         shard.sub = sub
         shard.active = False
@@ -1355,7 +1362,11 @@ class ClusterNode:
                 try:
                     await self._rebalance()
                 except TransportError as exc:
-                    log.info("cluster %s: rebalance failed: %r", self.node_id, exc)
+                    # a shard queue may not be back yet after a broker restart (no leader): try
+                    # again at the next tick, or its shard stays unconsumed until the membership
+                    # changes
+                    self._control_dirty = True
+                    log.info("cluster %s: rebalance failed (retrying): %r", self.node_id, exc)
             self._check_settle_timeouts()
             if (
                 self._meters is not None
