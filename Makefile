@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test lint typecheck pytest bench clean
 
-$(STAMP): pyproject.toml hatch_build.py src/mailslot/migrate/_locktrack.c
+$(STAMP): pyproject.toml hatch_build.py src/mailslot/migrate/_locktrack.c src/mailslot/runtime/_speedups.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
 	$(BIN)/python -m pip install --quiet -e '.[all]' --group dev
@@ -47,4 +47,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
-	rm -f src/mailslot/migrate/_locktrack*.so
+	rm -f src/mailslot/migrate/_locktrack*.so src/mailslot/runtime/_speedups*.so

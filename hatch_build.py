@@ -1,8 +1,11 @@
-"""Build hook: compile ``mailslot.migrate._locktrack``, the lock profiler's hot path in C.
+"""Build hook: compile mailslot's optional C extensions, each the hot path of one module.
 
-It is optional: without a C compiler (or Python's headers) the build goes on and
-``mailslot.migrate.locks`` uses its pure-Python core, which is slower (see ``mailslot bench locks``).
-An editable install compiles it in place, next to its source; a wheel carries it.
+- ``mailslot.runtime._speedups``: a local tell and an actor's turn (``mailslot bench runtime``);
+- ``mailslot.migrate._locktrack``: the lock profiler's tracked locks (``mailslot bench locks``).
+
+Both are optional: without a C compiler (or Python's headers) the build goes on and the module
+uses its pure-Python twin, which is slower. An editable install compiles them in place, next to
+their sources; a wheel carries them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SOURCE = Path("src/mailslot/migrate/_locktrack.c")
+EXTENSIONS = {
+    Path("src/mailslot/runtime/_speedups.c"): "the runtime's C core (mailslot.runtime falls back "
+    "to pure Python)",
+    Path("src/mailslot/migrate/_locktrack.c"): "the lock profiler's C core "
+    "(mailslot.migrate.locks falls back to pure Python)",
+}
 
 
 def compile_extension(source: Path, target: Path) -> str | None:
@@ -37,20 +45,17 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         if self.target_name != "wheel":
             return
         root = Path(self.root)
-        name = "_locktrack" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so")
-        if version == "editable":
-            target = root / SOURCE.parent / name
-        else:
-            target = Path(tempfile.mkdtemp(prefix="mailslot-build-")) / name
-        problem = compile_extension(root / SOURCE, target)
-        if problem is not None:
-            print(
-                f"mailslot: the lock profiler's C core was not built ({problem[:500]}); "
-                "mailslot.migrate.locks falls back to pure Python",
-                file=sys.stderr,
-            )
-            return
-        build_data["pure_python"] = False
-        build_data["infer_tag"] = True
-        if version != "editable":
-            build_data["force_include"][str(target)] = f"mailslot/migrate/{name}"
+        suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+        built = Path(tempfile.mkdtemp(prefix="mailslot-build-"))
+        for source, what in EXTENSIONS.items():
+            name = source.stem + suffix
+            target = root / source.parent / name if version == "editable" else built / name
+            problem = compile_extension(root / source, target)
+            if problem is not None:
+                print(f"mailslot: {what} was not built: {problem[:500]}", file=sys.stderr)
+                continue
+            build_data["pure_python"] = False
+            build_data["infer_tag"] = True
+            if version != "editable":
+                package = source.parent.relative_to("src").as_posix()
+                build_data["force_include"][str(target)] = f"{package}/{name}"

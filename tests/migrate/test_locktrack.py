@@ -7,27 +7,18 @@ a child process against the pure-Python core, so both keep the same behaviour.
 from __future__ import annotations
 
 import gc
-import os
-import subprocess
-import sys
 import threading
 import weakref
-from pathlib import Path
 
 import pytest
-from tests.conftest import IN_CI
+from tests.twins import assert_pure_twin_passes, require_c_core
 
 from mailslot.migrate import locks
 from mailslot.migrate.locks import LockProfiler
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def test_the_c_core_is_built_where_a_compiler_is() -> None:
-    if not locks.ACCELERATED:
-        if IN_CI:
-            pytest.fail("CI=true: the lock profiler's C core must be built (make test builds it)")
-        pytest.skip("mailslot.migrate._locktrack is not built here: the pure-Python core runs")
+    require_c_core(locks.ACCELERATED, "mailslot.migrate._locktrack")
     from mailslot.migrate import _locktrack
 
     assert locks._Tracked.__mro__[1] is _locktrack.TrackedCore
@@ -85,16 +76,8 @@ def test_a_tracked_lock_is_weakly_referable_and_collected() -> None:
 
 
 def test_the_pure_python_core_passes_the_lock_suites() -> None:
-    env = dict(os.environ, MAILSLOT_PURE_LOCKS="1")
-    check = [sys.executable, "-c", "import mailslot.migrate.locks as l; print(l.ACCELERATED)"]
-    assert subprocess.run(check, env=env, capture_output=True, text=True).stdout.strip() == "False"
-    suites = ["tests/migrate/test_locks.py", "tests/migrate/test_lockprof.py"]
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *suites],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    assert_pure_twin_passes(
+        "MAILSLOT_PURE_LOCKS",
+        "mailslot.migrate.locks:ACCELERATED",
+        ["tests/migrate/test_locks.py", "tests/migrate/test_lockprof.py"],
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]

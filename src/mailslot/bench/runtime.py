@@ -31,6 +31,7 @@ from typing import Any
 
 from mailslot.bench import Report, percentile
 from mailslot.runtime import Actor, ActorRef, ActorSystem, Instrumentation
+from mailslot.runtime.core import ACCELERATED
 
 __all__ = ["add_arguments", "run"]
 
@@ -393,7 +394,8 @@ def run(args: argparse.Namespace) -> Report:
         "vs_pykka: speed relative to Pykka (higher is better; for ask, Pykka's latency over "
         "mailslot's); vs_raw: mailslot's speed relative to the raw deque loop"
     )
-    report.notes.append(f"best of {repeats} runs; event loop: {_loop_name()}")
+    core = "C (mailslot.runtime._speedups)" if ACCELERATED else "pure Python"
+    report.notes.append(f"best of {repeats} runs; event loop: {_loop_name()}; runtime core: {core}")
     return report
 
 

@@ -65,6 +65,7 @@ from time import perf_counter_ns
 from types import CodeType, FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
+from mailslot import _native
 from mailslot.errors import ConfigError
 from mailslot.migrate.lockstats import (
     HISTOGRAM_SIZE,
@@ -242,16 +243,12 @@ if TYPE_CHECKING:
     _held = _py_held
 else:
     _ClassCore, _TrackedCore, _held = _PyClassCore, _PyTrackedCore, _py_held
-    if os.environ.get("MAILSLOT_PURE_LOCKS", "") in ("", "0"):
-        try:
-            from mailslot.migrate import _locktrack
-        except ImportError:
-            pass
-        else:
-            _locktrack.configure(_Held)
-            _ClassCore, _TrackedCore = _locktrack.ClassCore, _locktrack.TrackedCore
-            _held = _locktrack.held
-            ACCELERATED = True
+    _locktrack = _native.load("mailslot.migrate._locktrack", "MAILSLOT_PURE_LOCKS")
+    if _locktrack is not None:
+        _locktrack.configure(_Held)
+        _ClassCore, _TrackedCore = _locktrack.ClassCore, _locktrack.TrackedCore
+        _held = _locktrack.held
+        ACCELERATED = True
 
 
 def _short(path: str) -> str:

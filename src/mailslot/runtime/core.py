@@ -20,6 +20,13 @@ the high watermark normally, and at 0 whenever anything needs the careful path: 
 stopping cell, senders being held back, a coalescing mailbox, debug checks, or stamped envelopes. So
 the fast path costs one ``len`` and one comparison more than a bare deque append.
 
+*Two cores.* The hot path (``LocalActorRef.tell``, the loop of a turn in ``turn``, and the fields
+they touch) is written twice: in Python (``_PyRefCore``, ``_PySystemCore``, ``_PyCellCore``) and in
+C (``_speedups.c``, standard C API only), which the install compiles when a C compiler is at hand.
+The C core roughly halves the cost of a tell (``mailslot bench runtime``); the Python core is the
+reference and the fallback (``MAILSLOT_PURE_RUNTIME=1`` forces it), and the runtime's test suites
+run against both. :data:`ACCELERATED` says which one runs.
+
 *Coroutine handlers.* A handler that returns a coroutine makes the cell *busy*: the coroutine runs
 in a task owned by the cell, the cell takes no other message until it finishes, then carries on. The
 sender of the message being handled stays available (``context.sender``) across its awaits.
@@ -58,8 +65,9 @@ import types
 import weakref
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Hashable, Iterator
-from typing import Any, ClassVar, Final, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
+from mailslot import _native
 from mailslot.errors import (
     ActorFailed,
     ActorStopped,
@@ -207,10 +215,108 @@ class Actor:
 Factory = Callable[[], Actor]
 
 
+# ---------------------------------------------------------------------------------------- cores
+
+
+class _PyRefCore:
+    """The base of every ref: a local ref's cell (``_speedups.RefCore`` is its C twin)."""
+
+    __slots__ = ("_cell",)
+
+    _cell: _Cell
+
+
+class _PySystemCore:
+    """What every tell reads from the system (``_speedups.SystemCore`` is its C twin)."""
+
+    __slots__ = ("_current", "_drain_pending", "_ready")
+
+    _current: ActorRef | None
+    _drain_pending: bool
+    _ready: deque[_Cell]
+
+
+class _PyCellCore:
+    """An actor's mailbox and what its turn touches (``_speedups.CellCore`` is its C twin)."""
+
+    __slots__ = (
+        "gate",
+        "meta",
+        "queue",
+        "receive",
+        "scheduled",
+        "sysq",
+        "system",
+        "turn_done",
+        "turn_message",
+    )
+
+    gate: int
+    meta: Any
+    queue: Any
+    receive: Callable[[Any], Any]
+    scheduled: bool
+    sysq: deque[Callable[[], None]] | None
+    system: ActorSystem
+    turn_done: int
+    turn_message: Any
+
+    def turn(self, limit: int) -> int:
+        """Handle up to ``limit`` queued messages; the number taken.
+
+        Stops after a handler that returns a coroutine (its task is started) and when control
+        work arrives. When a handler raises, ``turn_done`` (the messages taken, the failed one
+        included) and ``turn_message`` (the failed one) say how far it got, and the error
+        propagates.
+        """
+        recv = self.receive
+        pop = self.queue.popleft
+        done = 0
+        message: Any = None
+        try:
+            for done in range(1, limit + 1):  # noqa: B007
+                message, self.meta = pop()
+                r = recv(message)
+                if r is not None:
+                    self.start_handler_task(r, message)
+                    break
+                if self.sysq:  # control work (SlowDown, Terminated, ...) ends the turn early
+                    break
+        except Exception:
+            self.turn_done = done
+            self.turn_message = message
+            raise
+        return done
+
+    def start_handler_task(self, r: Any, message: Any) -> Any:
+        raise NotImplementedError  # _Cell's
+
+
+ACCELERATED = False
+"""True when the runtime's hot path (a local tell, an actor's turn) runs in C
+(``mailslot.runtime._speedups``, built when the package is installed and a C compiler is at hand;
+``MAILSLOT_PURE_RUNTIME=1`` turns it off)."""
+
+if TYPE_CHECKING:
+    _RefCore = _PyRefCore
+    _SystemCore = _PySystemCore
+    _CellCore = _PyCellCore
+else:
+    _RefCore, _SystemCore, _CellCore = _PyRefCore, _PySystemCore, _PyCellCore
+    _speedups = _native.load("mailslot.runtime._speedups", "MAILSLOT_PURE_RUNTIME")
+    if _speedups is not None:
+        _RefCore, _SystemCore, _CellCore = (
+            _speedups.RefCore,
+            _speedups.SystemCore,
+            _speedups.CellCore,
+        )
+        ACCELERATED = True
+
+
 # ----------------------------------------------------------------------------------------- refs
 
 
-class ActorRef:
+class ActorRef(_RefCore):
     """The address of an actor: the only way to talk to it.
 
     Refs are hashable, ordered and compare by path and incarnation; ``str(ref)`` is the path
@@ -278,7 +384,7 @@ class ActorRef:
 class LocalActorRef(ActorRef):
     """A ref to an actor in this process."""
 
-    __slots__ = ("_cell",)
+    __slots__ = ()
 
     def __init__(self, cell: _Cell) -> None:
         super().__init__(cell.path, cell.uid)
@@ -298,8 +404,10 @@ class LocalActorRef(ActorRef):
             c.scheduled = True
             s._ready.append(c)
             if not s._drain_pending:
-                s._drain_pending = True
-                s._loop.call_soon(s._drain)
+                s._schedule_drain()
+
+    if ACCELERATED:
+        tell = _RefCore._tell_local  # type: ignore[attr-defined]  # the C twin of the above
 
     def send(self, message: Any, *, sender: ActorRef | None = None) -> Awaitable[None]:
         c = self._cell
@@ -502,7 +610,7 @@ def _cell_of(ref: ActorRef) -> _Cell | None:
 # ----------------------------------------------------------------------------------------- cell
 
 
-class _Cell:
+class _Cell(_CellCore):
     """The runtime's private record of one actor (all incarnations)."""
 
     path: str
@@ -521,34 +629,27 @@ class _Cell:
         "extras",
         "factory",
         "failures",
-        "gate",
         "high",
         "high_water",
         "history",
         "in_lifecycle",
         "last_activity",
         "low",
-        "meta",
         "name",
         "owned",
         "parent",
         "path",
         "pending_failure",
         "processed",
-        "queue",
-        "receive",
         "ref",
         "restarts",
         "rt_handle",
         "rt_seconds",
-        "scheduled",
         "space_waiters",
         "state",
         "stop_waiters",
         "strategy",
         "suspended",
-        "sysq",
-        "system",
         "throttled",
         "timers",
         "uid",
@@ -817,23 +918,14 @@ class _Cell:
         # a congested actor (above its high watermark) works down to its low watermark in one
         # turn: it is the bottleneck, and catching up ends the SlowDown for its senders sooner
         budget = _budget(system.throughput, n)
-        recv = self.receive
-        pop = q.popleft
-        done = 0
-        message: Any = None
         # an instrumentation that only wants batches keeps this path: one call per turn
         started = time.perf_counter() if instr is not None else 0.0
         try:
             # the messages present now, up to the budget; self-tells wait for the next turn
-            for done in range(1, (n if n < budget else budget) + 1):  # noqa: B007
-                message, self.meta = pop()
-                r = recv(message)
-                if r is not None:
-                    self.start_handler_task(r, message)
-                    break
-                if self.sysq:  # control work (SlowDown, Terminated, ...) ends the turn early
-                    break
+            done = self.turn(n if n < budget else budget)
         except Exception as exc:
+            done, message = self.turn_done, self.turn_message
+            self.turn_message = None
             self.processed += done
             if instr is not None:
                 _safe(instr.batch, self.ref, self.actor_type, done, 0.0, len(q))
@@ -1565,7 +1657,7 @@ class _Guardian(Actor):
         self.context.unhandled(message)
 
 
-class ActorSystem:
+class ActorSystem(_SystemCore):
     """Owns every actor it spawns; use it as an async context manager.
 
     Args:
@@ -1839,8 +1931,11 @@ class ActorSystem:
     def _make_ready(self, cell: _Cell) -> None:
         self._ready.append(cell)
         if not self._drain_pending:
-            self._drain_pending = True
-            self._loop.call_soon(self._drain)
+            self._schedule_drain()
+
+    def _schedule_drain(self) -> None:
+        self._drain_pending = True
+        self._loop.call_soon(self._drain)
 
     def _drain(self) -> None:
         ready = self._ready
