@@ -31,8 +31,14 @@ class FakeSocket:
 
 
 class FakeWebSocket:
-    def __init__(self, socket: FakeSocket) -> None:
-        self.scope: dict[str, Any] = {"extensions": {"mailslot.transport": socket}}
+    def __init__(self, socket: FakeSocket | None) -> None:
+        extensions = {"mailslot.transport": socket} if socket is not None else {}
+        self.scope: dict[str, Any] = {"extensions": extensions}
+
+    @classmethod
+    def asgi(cls) -> FakeWebSocket:
+        """A WebSocket without uvicorn's transport: the gateway queues text for ASGI sends."""
+        return cls(None)
 
 
 def connection(
@@ -143,3 +149,16 @@ def test_a_reply_past_max_reply_bytes_closes_even_a_client_with_nothing_waiting(
     assert conn.closing[0] == CLOSE_SLOW_CONSUMER
     assert batcher.pending_bytes(conn) == 0
     assert sock.closed is not None
+
+
+def test_the_asgi_path_measures_a_reply_in_utf8_bytes() -> None:
+    """Without a direct socket, replies queue as text; the reply bound counts bytes, not
+    characters (an emoji is 4 bytes)."""
+    config = GatewayConfig(max_outbound=1, max_reply_bytes=100)
+    ascii_conn = Connection(FakeWebSocket.asgi(), config)  # type: ignore[arg-type]
+    ascii_conn.queue(["x" * 40, "y" * 40])  # 80 bytes: nothing waited, under the reply bound
+    assert ascii_conn.closing is None
+    emoji_conn = Connection(FakeWebSocket.asgi(), config)  # type: ignore[arg-type]
+    emoji_conn.queue(["\N{GRINNING FACE}" * 20, "y" * 40])  # 60 characters, 120 bytes
+    assert emoji_conn.closing is not None
+    assert emoji_conn.closing[0] == CLOSE_SLOW_CONSUMER

@@ -222,6 +222,15 @@ def _frame_text(text: str) -> bytes:
     return text_frame(text.encode())
 
 
+def _utf8_size_over(texts: list[str], limit: int) -> bool:
+    """Whether ``texts`` take more than ``limit`` bytes in UTF-8 (encoded only when the count
+    of characters cannot tell: each takes 1 to 4 bytes)."""
+    chars = sum(map(len, texts))
+    if chars > limit or chars * 4 <= limit:
+        return chars > limit
+    return sum(len(t.encode()) for t in texts) > limit
+
+
 class Connection:
     """The socket side of one session: bounded outbound queue, pausable reader.
 
@@ -285,7 +294,7 @@ class Connection:
         waiting = len(self.outbound)
         limit = self.config.max_outbound
         if waiting + len(frames) > limit and (
-            waiting or sum(map(len, frames)) > self.config.max_reply_bytes
+            waiting or _utf8_size_over(frames, self.config.max_reply_bytes)
         ):
             self.close(
                 CLOSE_SLOW_CONSUMER,
