@@ -40,7 +40,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import msgspec
@@ -207,6 +207,25 @@ class DocumentStatistics:
     length: int
     ops_applied: int
     transforms: int
+
+
+T = TypeVar("T")
+
+
+def tail_from(log: deque[T], start: int) -> list[T]:
+    """``log[start:]`` as a list, walked from the nearer end of the deque.
+
+    An op log holds up to ``log_tail`` ops and a client usually misses only the last few:
+    ``islice(log, start, None)`` would step through all the others first, on every op.
+    """
+    n = len(log) - start
+    if n <= 0:
+        return []
+    if n < start:
+        tail = list(itertools.islice(reversed(log), n))
+        tail.reverse()
+        return tail
+    return list(itertools.islice(log, start, None))
 
 
 def op_frame(c: str, d: str, record: OpRecord) -> str:
@@ -442,8 +461,7 @@ class DocumentActor(Actor):
             return []
         if not self.log or v < self.log[0].record.version:
             return None
-        start = v - self.log[0].record.version
-        return list(itertools.islice(self.log, start, None))
+        return tail_from(self.log, v - self.log[0].record.version)
 
     def frame_of(self, logged: _Logged) -> str:
         if logged.frame is None:

@@ -81,6 +81,7 @@ from mailslot.collab.document import (
     apply_record,
     op_frame,
     state_from_snapshot,
+    tail_from,
     transform_error,
 )
 from mailslot.collab.protocol.docs import (
@@ -501,7 +502,7 @@ class LegacyEngine:
             return []
         first = doc.log[0].record.version if doc.log else doc.version
         if doc.log and v >= first:
-            return list(itertools.islice(doc.log, v - first, None))
+            return tail_from(doc.log, v - first)
         older = self._run(self.store.ops_since(doc.c, doc.d, v, first))
         since = [_Logged(r) for r in older]
         since.extend(doc.log)
