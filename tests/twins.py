@@ -32,9 +32,12 @@ def assert_pure_twin_passes(switch: str, flag: str, suites: list[str]) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
 
 
-def require_c_core(accelerated: bool, extension: str) -> None:
-    """Skip unless the C core runs (``accelerated``); in CI, fail instead: it must be built."""
+def require_c_core(accelerated: bool, extension: str, switch: str) -> None:
+    """Skip unless the C core runs (``accelerated``); in CI, fail instead: it must be built,
+    unless the environment variable ``switch`` asks for the pure-Python twin."""
     if not accelerated:
+        if os.environ.get(switch, "") not in ("", "0"):
+            pytest.skip(f"{switch} is set: the pure-Python twin runs by request")
         if IN_CI:
             pytest.fail(f"CI=true: {extension} must be built (make test builds it)")
         pytest.skip(f"{extension} is not built here: the pure-Python twin runs")

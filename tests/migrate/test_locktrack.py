@@ -18,7 +18,7 @@ from mailslot.migrate.locks import LockProfiler
 
 
 def test_the_c_core_is_built_where_a_compiler_is() -> None:
-    require_c_core(locks.ACCELERATED, "mailslot.migrate._locktrack")
+    require_c_core(locks.ACCELERATED, "mailslot.migrate._locktrack", "MAILSLOT_PURE_LOCKS")
     from mailslot.migrate import _locktrack
 
     assert locks._Tracked.__mro__[1] is _locktrack.TrackedCore

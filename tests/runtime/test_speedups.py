@@ -22,7 +22,7 @@ from tests.twins import assert_pure_twin_passes, require_c_core
 
 
 def test_the_c_core_is_built_where_a_compiler_is() -> None:
-    require_c_core(core.ACCELERATED, "mailslot.runtime._speedups")
+    require_c_core(core.ACCELERATED, "mailslot.runtime._speedups", "MAILSLOT_PURE_RUNTIME")
     from mailslot.runtime import _speedups
 
     assert core._Cell.__mro__[1] is _speedups.CellCore
@@ -47,14 +47,31 @@ async def test_tell_takes_its_arguments_as_declared() -> None:
         ref.tell(2, other)
         ref.tell(3, sender=other)
         ref.tell(4, None)
+        ref.tell(message=5)
+        ref.tell(sender=other, message=6)
         with pytest.raises(TypeError):
             ref.tell()  # type: ignore[call-arg]
         with pytest.raises(TypeError):
-            ref.tell(5, other, other)  # type: ignore[call-arg]
+            ref.tell(7, other, other)  # type: ignore[call-arg]
         with pytest.raises(TypeError):
-            ref.tell(6, recipient=other)  # type: ignore[call-arg]
+            ref.tell(8, recipient=other)  # type: ignore[call-arg]
+        with pytest.raises(TypeError):
+            ref.tell(9, message=10)  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            ref.tell(11, other, sender=other)  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            ref.tell(sender=other)  # type: ignore[call-arg]
+        assert ref.tell(12) is None
         await kit.settle()
-        assert log == [(1, None), (2, other), (3, other), (4, None)]
+        assert log == [
+            (1, None),
+            (2, other),
+            (3, other),
+            (4, None),
+            (5, None),
+            (6, other),
+            (12, None),
+        ]
 
 
 class _Cell(core._Cell):
@@ -119,6 +136,83 @@ def test_a_turn_stops_at_a_coroutine_handler_and_at_control_work() -> None:
     assert cell.tasks == [(marker, "async")]
     assert cell.turn(4) == 2
     assert list(cell.queue) == [("y", "sender-3")]
+
+
+def test_a_turn_unpacks_any_pair_and_rejects_other_entries() -> None:
+    seen: list[Any] = []
+    cell = _Cell(lambda m: seen.append((m, cell.meta)))
+    cell.queue.append(["listed", "s"])
+    cell.queue.append(("a", "b", "c"))
+    with pytest.raises(ValueError, match="expected 2"):
+        cell.turn(2)
+    assert seen == [("listed", "s")]
+    assert cell.turn_done == 2
+
+
+def test_only_an_exception_is_recorded_as_the_turn_s_failure() -> None:
+    def receive(m: Any) -> None:
+        raise KeyboardInterrupt
+
+    cell = _Cell(receive)
+    cell.turn_done, cell.turn_message = 0, None
+    _fill(cell, "interrupted")
+    with pytest.raises(KeyboardInterrupt):
+        cell.turn(1)
+    assert (cell.turn_done, cell.turn_message) == (0, None)  # nothing holds on to the message
+
+
+class _System(core._SystemCore):
+    """Just what a tell reads from a system."""
+
+    def __init__(self) -> None:
+        self._current = None
+        self._ready = deque()
+        self._drain_pending = True
+
+
+def _ref_to(cell: _Cell) -> core.LocalActorRef:
+    ref = core.LocalActorRef.__new__(core.LocalActorRef)
+    ref._cell = cell
+    return ref
+
+
+def test_a_tell_holds_what_it_uses_while_python_code_runs() -> None:
+    """A mailbox's __len__ or a flag's __bool__ may rebind the cell's fields, or the ref's
+    cell, and drop the last reference to what the tell was using."""
+    cell = _Cell(lambda m: None)
+    cell.system = _System()  # type: ignore[assignment]
+    cell.gate = 10
+    cell.scheduled = False
+
+    class Rebinding:
+        def __init__(self) -> None:
+            self.appended: list[Any] = []
+
+        def __len__(self) -> int:
+            cell.queue = deque()  # drops the last reference to this mailbox
+            return 0
+
+        def append(self, item: Any) -> None:
+            self.appended.append(item)
+
+    cell.queue = Rebinding()
+    _ref_to(cell).tell("m")
+    assert list(cell.queue) == []
+
+    class Flag:
+        def __bool__(self) -> bool:
+            ref._cell = _Cell(None)  # drops the last reference to the cell being told
+            return False
+
+    other = _Cell(lambda m: None)
+    other.system = _System()  # type: ignore[assignment]
+    other.gate = 10
+    other.scheduled = Flag()  # type: ignore[assignment]
+    ref = _ref_to(other)
+    system = other.system
+    del other
+    ref.tell("m")
+    assert len(system._ready) == 1
 
 
 def test_a_turn_calls_any_callable_receive() -> None:

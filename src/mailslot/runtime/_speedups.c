@@ -49,7 +49,7 @@ static PyTypeObject *deque_type;
 static PyCFunction deque_append; /* deque.append's C function (METH_O) */
 static PyCFunction deque_popleft; /* deque.popleft's C function (METH_NOARGS) */
 static PyObject *str_append, *str_popleft, *str_tell_careful, *str_schedule_drain,
-    *str_start_handler_task, *str_sender;
+    *str_start_handler_task, *str_sender, *str_message;
 
 /* ---- deques ------------------------------------------------------------------------------- */
 
@@ -78,15 +78,19 @@ length(PyObject *q)
     return Py_IS_TYPE(q, deque_type) ? Py_SIZE(q) : PyObject_Length(q);
 }
 
-/* The truth of a flag (a bool, or missing: false). */
+/* The truth of a flag (a bool); AttributeError when it was never set, as in Python. */
 static int
-truth(PyObject *flag)
+truth(PyObject *flag, const char *name)
 {
     if (flag == Py_True) {
         return 1;
     }
-    if (flag == Py_False || flag == NULL) {
+    if (flag == Py_False) {
         return 0;
+    }
+    if (flag == NULL) {
+        PyErr_SetString(PyExc_AttributeError, name);
+        return -1;
     }
     return PyObject_IsTrue(flag);
 }
@@ -135,8 +139,10 @@ static void
 SystemCore_dealloc(SystemCore *self)
 {
     PyObject_GC_UnTrack(self);
+    Py_TRASHCAN_BEGIN(self, SystemCore_dealloc)
     SystemCore_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
+    Py_TRASHCAN_END
 }
 
 /* Every member is T_OBJECT_EX, like a __slots__ entry, so that the interpreter specialises the
@@ -198,8 +204,10 @@ static void
 CellCore_dealloc(CellCore *self)
 {
     PyObject_GC_UnTrack(self);
+    Py_TRASHCAN_BEGIN(self, CellCore_dealloc)
     CellCore_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
+    Py_TRASHCAN_END
 }
 
 /* One turn's messages, up to ``limit``: the loop of _PyCellCore.turn (see there). */
@@ -226,9 +234,22 @@ CellCore_turn(CellCore *self, PyObject *arg)
         if (item == NULL) {
             goto fail;
         }
-        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
+        if (!PyTuple_CheckExact(item)) { /* what tell makes is a tuple; anything else unpacks */
+            PyObject *pair = PySequence_Tuple(item);
+            Py_SETREF(item, pair);
+            if (item == NULL) {
+                goto fail;
+            }
+        }
+        if (PyTuple_GET_SIZE(item) != 2) { /* Python's words for the same unpacking */
+            if (PyTuple_GET_SIZE(item) > 2) {
+                PyErr_SetString(PyExc_ValueError, "too many values to unpack (expected 2)");
+            }
+            else {
+                PyErr_Format(PyExc_ValueError, "not enough values to unpack (expected 2, got %zd)",
+                             PyTuple_GET_SIZE(item));
+            }
             Py_DECREF(item);
-            PyErr_SetString(PyExc_TypeError, "a mailbox entry is not a (message, meta) pair");
             goto fail;
         }
         Py_XSETREF(message, Py_NewRef(PyTuple_GET_ITEM(item, 0)));
@@ -258,11 +279,19 @@ CellCore_turn(CellCore *self, PyObject *arg)
         Py_DECREF(r);
         PyObject *sysq = self->sysq;
         if (sysq != NULL && sysq != Py_None) { /* control work ends the turn early */
-            Py_ssize_t n = length(sysq);
-            if (n < 0) {
+            int pending;
+            if (Py_IS_TYPE(sysq, deque_type)) {
+                pending = Py_SIZE(sysq) > 0;
+            }
+            else {
+                Py_INCREF(sysq);
+                pending = PyObject_IsTrue(sysq);
+                Py_DECREF(sysq);
+            }
+            if (pending < 0) {
                 goto fail;
             }
-            if (n > 0) {
+            if (pending) {
                 break;
             }
         }
@@ -272,6 +301,12 @@ CellCore_turn(CellCore *self, PyObject *arg)
     Py_DECREF(recv);
     return PyLong_FromSsize_t(done);
 fail:
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) { /* as in Python: only for an Exception */
+        Py_XDECREF(message);
+        Py_DECREF(q);
+        Py_DECREF(recv);
+        return NULL;
+    }
     Py_XSETREF(self->turn_message, message != NULL ? message : Py_NewRef(Py_None)); /* moves */
     {
         PyObject *exc_type, *exc, *tb;
@@ -347,27 +382,61 @@ static void
 RefCore_dealloc(RefCore *self)
 {
     PyObject_GC_UnTrack(self);
+    Py_TRASHCAN_BEGIN(self, RefCore_dealloc)
     RefCore_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
+    Py_TRASHCAN_END
 }
 
-/* LocalActorRef.tell: the twin of the pure-Python LocalActorRef.tell in core.py. */
+/* Parse tell(message, sender=None) from a vectorcall; 0, or -1 with TypeError. */
+static int
+tell_arguments(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **message,
+               PyObject **sender)
+{
+    *message = nargs >= 1 ? args[0] : NULL;
+    *sender = nargs >= 2 ? args[1] : NULL;
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nargs > 2) {
+        goto bad;
+    }
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+        PyObject **slot = NULL;
+        if (PyUnicode_Compare(name, str_message) == 0) {
+            slot = message;
+        }
+        else if (PyUnicode_Compare(name, str_sender) == 0) {
+            slot = sender;
+        }
+        if (slot == NULL || *slot != NULL) { /* unknown, or given twice */
+            goto bad;
+        }
+        *slot = args[nargs + k];
+    }
+    if (*message == NULL) {
+        goto bad;
+    }
+    if (*sender == NULL) {
+        *sender = Py_None;
+    }
+    return 0;
+bad:
+    if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_TypeError, "tell(message, sender=None)");
+    }
+    return -1;
+}
+
+/* LocalActorRef.tell: the twin of the pure-Python LocalActorRef.tell in core.py.
+ *
+ * It holds its own references to the cell, its system and its mailbox throughout: what it calls
+ * (a mailbox's append, a decref) may run Python code that rebinds them. */
 static PyObject *
 RefCore_tell(RefCore *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    PyObject *sender = Py_None;
-    if (nargs < 1 || nargs + nkw > 2 ||
-        (nkw == 1 && PyUnicode_Compare(PyTuple_GET_ITEM(kwnames, 0), str_sender) != 0)) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_TypeError, "tell(message, sender=None)");
-        }
+    PyObject *message, *sender;
+    if (tell_arguments(args, PyVectorcall_NARGS(nargsf), kwnames, &message, &sender) < 0) {
         return NULL;
-    }
-    PyObject *message = args[0];
-    if (nargs + nkw == 2) {
-        sender = args[1];
     }
     PyObject *cell = self->cell;
     if (cell == NULL || !PyObject_TypeCheck(cell, &CellCoreType)) {
@@ -380,53 +449,77 @@ RefCore_tell(RefCore *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *
         PyErr_SetString(PyExc_TypeError, "tell to a cell without its system, queue or gate");
         return NULL;
     }
-    PyObject *q = c->queue;
+    Py_INCREF(cell);
+    PyObject *q = Py_NewRef(c->queue);
+    SystemCore *s = (SystemCore *)Py_NewRef(c->system);
+    PyObject *result = NULL;
     Py_ssize_t n = length(q);
     if (n < 0) {
-        return NULL;
+        goto done;
     }
     Py_ssize_t gate = PyLong_AsSsize_t(c->gate);
     if (gate == -1 && PyErr_Occurred()) {
-        return NULL;
+        goto done;
     }
     if (n >= gate) {
-        return PyObject_CallMethodObjArgs(cell, str_tell_careful, message, sender, Py_False, NULL);
+        result =
+            PyObject_CallMethodObjArgs(cell, str_tell_careful, message, sender, Py_False, NULL);
+        goto done;
     }
-    SystemCore *s = (SystemCore *)c->system;
-    if (sender == Py_None && s->current != NULL) {
+    if (sender == Py_None) {
+        if (s->current == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "_current");
+            goto done;
+        }
         sender = s->current;
     }
-    PyObject *item = PyTuple_Pack(2, message, sender);
+    PyObject *item = PyTuple_Pack(2, message, sender); /* sender is not used after this */
     if (item == NULL) {
-        return NULL;
+        goto done;
     }
     int failed = push(q, item);
     Py_DECREF(item);
     if (failed) {
-        return NULL;
+        goto done;
     }
-    int scheduled = truth(c->scheduled);
+    int scheduled = truth(c->scheduled, "scheduled");
     if (scheduled < 0) {
-        return NULL;
+        goto done;
     }
     if (!scheduled) { /* becomes ready: the twin of ActorSystem._make_ready */
-        if (s->ready == NULL) {
-            PyErr_SetString(PyExc_TypeError, "an actor system without its ready queue");
-            return NULL;
-        }
         Py_XSETREF(c->scheduled, Py_NewRef(Py_True));
-        if (push(s->ready, cell) < 0) {
-            return NULL;
+        PyObject *ready = s->ready;
+        if (ready == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "_ready");
+            goto done;
         }
-        int pending = truth(s->drain_pending);
+        Py_INCREF(ready);
+        failed = push(ready, cell);
+        Py_DECREF(ready);
+        if (failed) {
+            goto done;
+        }
+        int pending = truth(s->drain_pending, "_drain_pending");
         if (pending < 0) {
-            return NULL;
+            goto done;
         }
         if (!pending) {
-            return PyObject_CallMethodNoArgs((PyObject *)s, str_schedule_drain);
+            PyObject *r = PyObject_CallMethodNoArgs((PyObject *)s, str_schedule_drain);
+            if (r == NULL) {
+                goto done;
+            }
+            Py_DECREF(r);
         }
     }
-    Py_RETURN_NONE;
+    result = Py_NewRef(Py_None);
+done:
+    if (result != NULL && result != Py_None) { /* tell_careful's: tell returns None */
+        Py_SETREF(result, Py_NewRef(Py_None));
+    }
+    Py_DECREF(s);
+    Py_DECREF(q);
+    Py_DECREF(cell);
+    return result;
 }
 
 static PyMemberDef RefCore_members[] = {
@@ -463,25 +556,66 @@ static struct PyModuleDef speedups_module = {
     .m_size = -1,
 };
 
-PyMODINIT_FUNC
-PyInit__speedups(void)
+/* Check at import what the fast paths assume of collections.deque: that its C methods are what
+ * deque_method found and that Py_SIZE is its length. */
+static int
+check_deque(void)
+{
+    PyObject *d = PyObject_CallNoArgs((PyObject *)deque_type);
+    if (d == NULL) {
+        return -1;
+    }
+    int ok = 1;
+    for (long i = 0; i < 3 && ok; i++) {
+        PyObject *n = PyLong_FromLong(i);
+        PyObject *r = n == NULL ? NULL : deque_append(d, n);
+        Py_XDECREF(n);
+        ok = r != NULL;
+        Py_XDECREF(r);
+    }
+    if (ok && Py_SIZE(d) == 3 && PyObject_Length(d) == 3) {
+        PyObject *first = deque_popleft(d, NULL);
+        ok = first != NULL && PyLong_CheckExact(first) && PyLong_AsLong(first) == 0 &&
+             Py_SIZE(d) == 2;
+        Py_XDECREF(first);
+    }
+    else {
+        ok = 0;
+    }
+    Py_DECREF(d);
+    if (!ok) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_ImportError, "collections.deque is not laid out as expected");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+init(void)
 {
     if (PyType_Ready(&SystemCoreType) < 0 || PyType_Ready(&CellCoreType) < 0 ||
         PyType_Ready(&RefCoreType) < 0) {
         return NULL;
     }
-    PyObject *collections = PyImport_ImportModule("collections");
+    PyObject *collections = PyImport_ImportModule("_collections");
     if (collections == NULL) {
         return NULL;
     }
-    deque_type = (PyTypeObject *)PyObject_GetAttrString(collections, "deque");
+    PyObject *deque = PyObject_GetAttrString(collections, "deque");
     Py_DECREF(collections);
-    if (deque_type == NULL) {
+    if (deque == NULL) {
         return NULL;
     }
+    if (!PyType_Check(deque)) {
+        Py_DECREF(deque);
+        PyErr_SetString(PyExc_ImportError, "_collections.deque is not a type");
+        return NULL;
+    }
+    deque_type = (PyTypeObject *)deque;
     deque_append = deque_method("append", METH_O);
     deque_popleft = deque_method("popleft", METH_NOARGS);
-    if (deque_append == NULL || deque_popleft == NULL) {
+    if (deque_append == NULL || deque_popleft == NULL || check_deque() < 0) {
         return NULL;
     }
     str_append = PyUnicode_InternFromString("append");
@@ -490,8 +624,9 @@ PyInit__speedups(void)
     str_schedule_drain = PyUnicode_InternFromString("_schedule_drain");
     str_start_handler_task = PyUnicode_InternFromString("start_handler_task");
     str_sender = PyUnicode_InternFromString("sender");
+    str_message = PyUnicode_InternFromString("message");
     if (!str_append || !str_popleft || !str_tell_careful || !str_schedule_drain ||
-        !str_start_handler_task || !str_sender) {
+        !str_start_handler_task || !str_sender || !str_message) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&speedups_module);
@@ -503,6 +638,29 @@ PyInit__speedups(void)
         PyModule_AddObjectRef(m, "RefCore", (PyObject *)&RefCoreType) < 0) {
         Py_DECREF(m);
         return NULL;
+    }
+    return m;
+}
+
+/* Any failure to initialise is an ImportError, so that core.py falls back to pure Python. */
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    PyObject *m = init();
+    if (m == NULL && !PyErr_ExceptionMatches(PyExc_ImportError)) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        PyErr_Format(PyExc_ImportError, "mailslot.runtime._speedups cannot start: %R", value);
+        PyObject *t2, *v2, *tb2;
+        PyErr_Fetch(&t2, &v2, &tb2);
+        PyErr_NormalizeException(&t2, &v2, &tb2);
+        if (value != NULL) {
+            PyException_SetCause(v2, value); /* steals value */
+        }
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        PyErr_Restore(t2, v2, tb2);
     }
     return m;
 }
