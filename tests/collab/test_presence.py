@@ -158,6 +158,12 @@ async def test_updates_coalesce_under_load(env: Env) -> None:
     await env.kit.settle()
     got = [json.loads(m.frame) for m in bob.pending]
     assert [(g["id"], g["p"]["index"]) for g in got] == [("ann-1", 49), ("ann-2", 99)]
+    # but the sender waits for the ack of every update it sent (a ShareDB client, by pv)
+    acks = [json.loads(m.frame) for m in ann.pending]
+    assert sorted(a["pv"] for a in acks if a["id"] == "ann-1") == list(range(50))
+    assert [a["pv"] for a in acks if a["id"] == "ann-2"] == [0]
+    assert all(a["p"] == {"index": 49, "length": 0} for a in acks if a["id"] == "ann-1")
+    assert env.kit.system.dead_letters.counts.get("coalesced", 0) == 0
 
 
 async def test_old_versions_move_forward_past_the_ops_since(env: Env) -> None:

@@ -167,6 +167,30 @@ async def test_coalescing_mailbox_keeps_the_latest_per_key_in_the_older_place() 
     assert {letter.reason for letter in letters} == {DeadLetterReason.COALESCED}
 
 
+async def test_a_coalescing_mailbox_with_merge_drops_nothing() -> None:
+    seen: list[Any] = []
+    letters: list[DeadLetter] = []
+
+    def merge(older: Cursor, newer: Cursor) -> Cursor:
+        return Cursor(newer.user, older.pos * 10 + newer.pos)  # what both carried
+
+    class Presence(Gate):
+        mailbox = Coalescing(key=lambda m: m.user if isinstance(m, Cursor) else None, merge=merge)
+
+    async with TestKit() as kit:
+        kit.system.dead_letters.subscribe(letters.append)
+        ref = kit.system.spawn(lambda: Presence(seen))
+        ref.tell("hold")
+        await kit.settle()
+        ref.tell(Cursor("ann", 1))
+        ref.tell(Edit(0))
+        ref.tell(Cursor("ann", 2))
+        ref.tell(Cursor("ann", 3))
+        await kit.advance(10)
+    assert seen == [Cursor("ann", 123), Edit(0)]  # in the older one's place
+    assert letters == []
+
+
 async def test_expired_messages_become_dead_letters() -> None:
     seen: list[Any] = []
     async with TestKit() as kit:

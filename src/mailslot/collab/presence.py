@@ -109,12 +109,17 @@ class PresenceConfig:
 
 
 class PresenceIn(msgspec.Struct, frozen=True):
-    """A droppable presence message from a session: ``p``, ``pr``, or a ping (heartbeat)."""
+    """A droppable presence message from a session: ``p``, ``pr``, or a ping (heartbeat).
+
+    ``owed``: the presence versions (``pv``) of earlier updates of the same presence that this
+    one replaced in a mailbox (see :func:`_merge`); each is still acknowledged to its sender.
+    """
 
     __mailslot_droppable__: ClassVar[bool] = True
 
     request: PresenceUpdate | PresenceRequest | Ping
     src: str
+    owed: tuple[int, ...] = ()
 
 
 class PresenceControl(msgspec.Struct, frozen=True):
@@ -185,6 +190,24 @@ def _key(message: Any) -> Hashable | None:
     return None
 
 
+def _merge(older: Any, newer: Any) -> Any:
+    """What stays queued when ``newer`` has the key of the unhandled ``older`` (see ``_key``).
+
+    The newer value of a presence stands, but a ShareDB client waits for the acknowledgement
+    of every update it submitted (each by its ``pv``), so the older one's is owed. For the rest
+    (``pr``, heartbeats) the newer one is all that matters.
+    """
+    if (
+        isinstance(older, PresenceIn)
+        and isinstance(newer, PresenceIn)
+        and isinstance(older.request, PresenceUpdate)
+    ):
+        pv = older.request.pv
+        owed = older.owed if pv is None else (*older.owed, pv)
+        return PresenceIn(newer.request, newer.src, owed + newer.owed)
+    return newer
+
+
 def transform_presence(
     presence: dict[str, Any], ops: list[tuple[str, Any]], *, src: str
 ) -> dict[str, Any]:
@@ -230,7 +253,7 @@ def _decode_op(frame: str) -> tuple[int, str, Any]:
 class PresenceActor(Actor):
     """One presence channel (see the module docstring)."""
 
-    mailbox = Coalescing(_key)
+    mailbox = Coalescing(_key, _merge)
 
     def __init__(
         self,
@@ -264,7 +287,7 @@ class PresenceActor(Actor):
             self.touch(sender, message.src)
             r = message.request
             if isinstance(r, PresenceUpdate):
-                self.update(sender, message.src, r)
+                self.update(sender, message.src, r, message.owed)
             elif isinstance(r, PresenceRequest):
                 self.request_presence(sender)
         elif isinstance(message, PresenceControl) and sender is not None:
@@ -361,13 +384,17 @@ class PresenceActor(Actor):
 
     # ---- updates -----------------------------------------------------------------------------
 
-    def update(self, session: ActorRef, src: str, r: PresenceUpdate) -> None:
+    def update(
+        self, session: ActorRef, src: str, r: PresenceUpdate, owed: tuple[int, ...] = ()
+    ) -> None:
         if self.meters is not None:
             self.meters.presence_updates.inc()
         message: dict[str, Any] = msgspec.to_builtins(r)
         message["a"] = "p"
         message["src"] = src
         message.setdefault("p", None)
+        for pv in owed:  # updates this one replaced unhandled: their senders wait for acks
+            self.push(session, _frame({**message, "pv": pv}))
         key = (session, r.id)
         if r.p is None:
             self.presences.pop(key, None)
@@ -515,7 +542,7 @@ class PresenceManager(Actor):
         peers: on a cluster, the channels of the other nodes (``None`` on one node).
     """
 
-    mailbox = Coalescing(_key)
+    mailbox = Coalescing(_key, _merge)
 
     def __init__(
         self,

@@ -676,7 +676,9 @@ class _Cell(_CellCore):
         self.capacity = capacity
         self.high = max(1, int(capacity * system.high_watermark))
         self.low = int(capacity * system.low_watermark)
-        self.queue: Any = CoalescingQueue(mailbox.key) if mailbox is not None else deque()
+        self.queue: Any = (
+            CoalescingQueue(mailbox.key, mailbox.merge) if mailbox is not None else deque()
+        )
         self.careful = mailbox is not None or system._always_careful
         self.gate = 0 if self.careful else self.high
         self.ref = LocalActorRef(self)
@@ -1250,7 +1252,7 @@ class _Cell(_CellCore):
             self.low = int(self.capacity * self.system.low_watermark)
         if not mailbox_given and cls.mailbox is not None:
             old = self.queue
-            self.queue = CoalescingQueue(cls.mailbox.key)
+            self.queue = CoalescingQueue(cls.mailbox.key, cls.mailbox.merge)
             self.careful = True
             while old:
                 replaced = self.queue.append(old.popleft())

@@ -7,7 +7,9 @@ A mailbox is a FIFO of ``(message, meta)`` items, where ``meta`` is the sender's
 :class:`Coalescing` makes a mailbox in which the latest message per key replaces an older one that
 has not been handled yet, keeping the older one's place in line (presence-like traffic: only the
 latest cursor of each user matters). Messages whose key is ``None`` never coalesce. A replaced
-message becomes a dead letter with reason ``coalesced``.
+message becomes a dead letter with reason ``coalesced``, unless the mailbox has a ``merge``: then
+``merge(older, newer)`` takes the older one's place and nothing is dropped (for messages whose
+senders are owed something for each of them, such as an acknowledgement).
 """
 
 from __future__ import annotations
@@ -24,9 +26,15 @@ Item = tuple[Any, Any]
 
 @dataclass(frozen=True, slots=True)
 class Coalescing:
-    """Mailbox option: coalesce messages by ``key(message)`` (``None`` means never)."""
+    """Mailbox option: coalesce messages by ``key(message)`` (``None`` means never).
+
+    ``merge(older, newer)``, if given, makes the message that replaces a queued one with the same
+    key (the newer one, with the newer one's sender, when not given; the older one is then a dead
+    letter).
+    """
 
     key: Callable[[Any], Hashable | None]
+    merge: Callable[[Any, Any], Any] | None = None
 
 
 class _Unique:
@@ -39,18 +47,27 @@ class CoalescingQueue:
     ``append`` returns the replaced item (for the dead-letter record) or ``None``.
     """
 
-    __slots__ = ("_items", "_key")
+    __slots__ = ("_items", "_key", "_merge")
 
-    def __init__(self, key: Callable[[Any], Hashable | None]) -> None:
+    def __init__(
+        self,
+        key: Callable[[Any], Hashable | None],
+        merge: Callable[[Any, Any], Any] | None = None,
+    ) -> None:
         self._key = key
+        self._merge = merge
         self._items: OrderedDict[Hashable, Item] = OrderedDict()
 
     def append(self, item: Item) -> Item | None:
+        """Queue ``item``; the item it replaced, if any (never with a ``merge``)."""
         k = self._key(item[0])
         if k is None:
             self._items[_Unique()] = item
             return None
         old = self._items.get(k)
+        if old is not None and self._merge is not None:
+            self._items[k] = (self._merge(old[0], item[0]), item[1])
+            return None
         self._items[k] = item  # an existing key keeps its position
         return old
 
