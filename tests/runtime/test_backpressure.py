@@ -144,49 +144,51 @@ async def test_outbox_of_a_slowed_sender_is_bounded() -> None:
     assert "outbox of /user/t is full (20 messages)" in raised[0]
 
 
-async def test_coalescing_mailbox_keeps_the_latest_per_key_in_the_older_place() -> None:
+def _user(m: Any) -> str | None:
+    return m.user if isinstance(m, Cursor) else None
+
+
+async def _through_a_held_mailbox(
+    mailbox: Coalescing, *messages: Any
+) -> tuple[list[Any], list[DeadLetter]]:
+    """What an actor with ``mailbox`` handles of ``messages`` all queued while it is busy, and
+    the dead letters."""
     seen: list[Any] = []
     letters: list[DeadLetter] = []
 
     class Presence(Gate):
-        mailbox = Coalescing(key=lambda m: m.user if isinstance(m, Cursor) else None)
+        pass
 
+    Presence.mailbox = mailbox
     async with TestKit() as kit:
         kit.system.dead_letters.subscribe(letters.append)
         ref = kit.system.spawn(lambda: Presence(seen))
         ref.tell("hold")
         await kit.settle()
-        ref.tell(Cursor("ann", 1))
-        ref.tell(Cursor("bob", 1))
-        ref.tell(Edit(0))
-        ref.tell(Cursor("ann", 2))
-        ref.tell(Cursor("ann", 3))
+        for m in messages:
+            ref.tell(m)
         await kit.advance(10)
+    return seen, letters
+
+
+async def test_coalescing_mailbox_keeps_the_latest_per_key_in_the_older_place() -> None:
+    seen, letters = await _through_a_held_mailbox(
+        Coalescing(key=_user),
+        *(Cursor("ann", 1), Cursor("bob", 1), Edit(0), Cursor("ann", 2), Cursor("ann", 3)),
+    )
     assert seen == [Cursor("ann", 3), Cursor("bob", 1), Edit(0)]
     assert [letter.message for letter in letters] == [Cursor("ann", 1), Cursor("ann", 2)]
     assert {letter.reason for letter in letters} == {DeadLetterReason.COALESCED}
 
 
 async def test_a_coalescing_mailbox_with_merge_drops_nothing() -> None:
-    seen: list[Any] = []
-    letters: list[DeadLetter] = []
-
     def merge(older: Cursor, newer: Cursor) -> Cursor:
         return Cursor(newer.user, older.pos * 10 + newer.pos)  # what both carried
 
-    class Presence(Gate):
-        mailbox = Coalescing(key=lambda m: m.user if isinstance(m, Cursor) else None, merge=merge)
-
-    async with TestKit() as kit:
-        kit.system.dead_letters.subscribe(letters.append)
-        ref = kit.system.spawn(lambda: Presence(seen))
-        ref.tell("hold")
-        await kit.settle()
-        ref.tell(Cursor("ann", 1))
-        ref.tell(Edit(0))
-        ref.tell(Cursor("ann", 2))
-        ref.tell(Cursor("ann", 3))
-        await kit.advance(10)
+    seen, letters = await _through_a_held_mailbox(
+        Coalescing(key=_user, merge=merge),
+        *(Cursor("ann", 1), Edit(0), Cursor("ann", 2), Cursor("ann", 3)),
+    )
     assert seen == [Cursor("ann", 123), Edit(0)]  # in the older one's place
     assert letters == []
 
