@@ -2,7 +2,7 @@
  *
  * mailslot.runtime works without this module: core.py's pure-Python twins (_PyRefCore,
  * _PyCellCore, _PySystemCore) are the reference, and the runtime's tests run against both.
- * Only the standard library's C API is used. Everything that is not the hot path stays in
+ * Only CPython's C API is used (no third-party code). Everything that is not the hot path stays in
  * Python and is called from here: a tell that cannot take the fast path (_Cell.tell_careful),
  * scheduling the dispatcher (ActorSystem._schedule_drain), a coroutine handler
  * (_Cell.start_handler_task).
@@ -29,7 +29,7 @@ typedef struct {
     PyObject *queue;   /* the mailbox: a deque of (message, meta), or a CoalescingQueue */
     PyObject *receive; /* the actor's bound receive */
     PyObject *meta;    /* the sender or envelope of the message being handled */
-    PyObject *sysq;    /* control work: a deque, or NULL */
+    PyObject *sysq;    /* control work: a deque, or None */
     PyObject *turn_message; /* after a failed turn: the message being handled */
     PyObject *gate;    /* an int: a tell takes the fast path while the mailbox holds fewer */
     PyObject *turn_done; /* an int, after a failed turn: the messages it took, the failed one too */
