@@ -267,8 +267,8 @@ CellCore_turn(CellCore *self, PyObject *arg)
             goto fail;
         }
         if (r != Py_None) {
-            PyObject *t =
-                PyObject_CallMethodObjArgs((PyObject *)self, str_start_handler_task, r, message, NULL);
+            PyObject *t = PyObject_CallMethodObjArgs(
+                (PyObject *)self, str_start_handler_task, r, message, NULL);
             Py_DECREF(r);
             if (t == NULL) {
                 goto fail;
