@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +316,30 @@ async def _baseline(broker: str, prefix: str, count: int) -> float:
         await conn.close()
 
 
+async def _until_settled(bases: list[str], *, shards: int = 64, timeout: float = 60.0) -> None:
+    """Until every node at ``bases`` (``http://host:port``) sees all of them live and every shard
+    has its primary and its standby subscribed (their ``/healthz``)."""
+    import urllib.request
+
+    def health(base: str) -> dict[str, Any]:
+        with urllib.request.urlopen(base + "/healthz", timeout=5) as reply:
+            body: dict[str, Any] = json.loads(reply.read())
+        return body
+
+    deadline = time.monotonic() + timeout
+    while True:
+        states = [(await asyncio.to_thread(health, b)).get("cluster") or {} for b in bases]
+        holders = Counter(shard for s in states for shard in s.get("owned", ()))
+        wanted = min(len(bases), 2)  # a shard's primary and its standby
+        if all(len(s.get("live", ())) == len(bases) for s in states) and all(
+            holders[shard] >= wanted for shard in range(shards)
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the collab nodes did not settle in {timeout:g} s: {states}")
+        await asyncio.sleep(0.1)  # polling another process's state: nothing to wait on here
+
+
 _ROOT = Path(__file__).resolve().parents[3]
 _HAS_SHAREDB = (_ROOT / "js" / "node_modules" / "sharedb").exists()
 
@@ -348,7 +373,7 @@ async def _collab(args: argparse.Namespace, report: Report) -> None:
                     if not line:
                         raise RuntimeError("a collab node did not start")
             urls.append(line.split("serving on", 1)[1].split()[0].replace("http", "ws") + "/ws")
-        await asyncio.sleep(3.0)  # heartbeats: both nodes know each other and took their shards
+        await _until_settled([u.removesuffix("/ws").replace("ws", "http", 1) for u in urls])
         ops = 5 if args.quick else 20
         config = {
             "urls": urls,
