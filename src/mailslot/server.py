@@ -334,6 +334,7 @@ def build_app(node: Node) -> Starlette:
                 "actors": stats.actors,
                 "documents_open": docs.actors if docs is not None else 0,
                 "gateway": dataclasses.asdict(gateway),
+                "writes": node.batcher.statistics(),
                 "dead_letters": dict(stats.dead_letters),
             }
         )

@@ -179,6 +179,33 @@ async def test_a_client_far_behind_catches_up_in_one_reply_larger_than_the_bound
     assert (await late.until(a="op", seq=late.seq))["v"] == 301
 
 
+async def test_missed_ops_are_framed_once_per_node_and_writes_are_joined(
+    server: RunningServer,
+) -> None:
+    if not server.node.config.direct_writes:
+        pytest.skip("the ASGI path sends text: no node-wide framing, no joined writes")
+    writer = await connect(server)
+    await writer.send_op("d3", None, create={"type": "text-unicode", "data": ""})
+    await writer.until(a="op")
+    for v in range(1, 21):
+        await writer.send_op("d3", v, op=[f"<{v}>"])
+        await writer.until(a="op", seq=writer.seq)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        before = (await http.get("/healthz")).json()["writes"]
+        for _ in range(2):  # two clients back from offline catch up on the same 20 ops
+            late = await connect(server)
+            await late.send({"a": "s", "c": "docs", "d": "d3", "v": 1})
+            assert [(await late.recv())["v"] for _ in range(20)] == list(range(1, 21))
+            assert (await late.recv())["a"] == "s"
+        after = (await http.get("/healthz")).json()["writes"]
+    assert after["frame_cache_hits"] - before["frame_cache_hits"] >= 20  # the second one's
+    assert (
+        0
+        < after["socket_writes"] - before["socket_writes"]
+        <= (after["payloads"] - before["payloads"])
+    )
+
+
 class SlowLoadStore(SqliteStore):
     """The real SQLite store whose document loads wait for the test (a slow disk)."""
 

@@ -188,6 +188,17 @@ class WriteBatcher:
         self.writes = 0
         self.frames = 0
 
+    def statistics(self) -> dict[str, int]:
+        """Socket writes and the payloads joined into them (a payload is a frame, or a reply's
+        frames written together), and how often a frame came from the node's
+        :class:`FrameCache` (``/healthz``, ``writes``; direct writes only)."""
+        return {
+            "socket_writes": self.writes,
+            "payloads": self.frames,
+            "frame_cache_hits": self.framing.hits,
+            "frame_cache_misses": self.framing.misses,
+        }
+
     def add(self, conn: Connection, data: bytes) -> None:
         frames = self._pending.get(conn)
         if frames is None:
