@@ -28,9 +28,9 @@ Item = tuple[Any, Any]
 class Coalescing:
     """Mailbox option: coalesce messages by ``key(message)`` (``None`` means never).
 
-    ``merge(older, newer)``, if given, makes the message that replaces a queued one with the same
-    key (the newer one, with the newer one's sender, when not given; the older one is then a dead
-    letter).
+    A message whose key matches a queued one takes that one's place, and the older one becomes a
+    dead letter (reason ``coalesced``). With ``merge``, ``merge(older, newer)`` takes the place
+    instead (with the newer one's sender) and nothing is dropped.
     """
 
     key: Callable[[Any], Hashable | None]
