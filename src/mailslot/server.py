@@ -596,14 +596,14 @@ GC_THRESHOLDS = (10_000, 10, 10)
 def tune_gc() -> None:
     """Set the serving process's garbage collector for a server's allocation pattern.
 
-    Every op allocates a few hundred short-lived objects (frames, dicts, futures) while the
-    documents' in-memory logs grow a long-lived heap of some 100k objects per 100 documents. With
+    Every op allocates short-lived objects (frames, dicts, futures) while the documents'
+    in-memory logs keep a long-lived heap (about 330k objects with 100 busy documents). With
     CPython's defaults the young generation is collected every 700 allocations and enough of
     those short-lived objects survive into the old generations that full collections (40-50 ms
     each at this size) ran about once a second under load. Collecting the young generation every
     10,000 allocations lets them die young first, and what startup made (modules, classes, the
     app) is frozen out of every collection. Measured with ``mailslot bench collab`` (K=64, D=100,
-    closed loop): full collections 11 -> 0 per run, CPU per message -5 to -7%, p99 -30%.
+    closed loop): full collections 11 -> 0-1 per run, CPU per message -5 to -10%, p99 -30%.
     Cyclic garbage is still collected, just in larger, rarer batches.
     """
     gc.set_threshold(*GC_THRESHOLDS)
