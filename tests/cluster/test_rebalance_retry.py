@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
+
+import pytest
 
 from mailslot.cluster.transport import (
     DeliveryCallback,
+    MemoryTransport,
     Names,
     QueueSettings,
     ShardSubscription,
@@ -13,7 +17,7 @@ from mailslot.cluster.transport import (
 )
 from mailslot.errors import TransportError
 
-from .conftest import Cluster, ObservedTransport
+from .conftest import Cluster, ObservedTransport, eventually
 
 
 class RefusesOnce(ObservedTransport):
@@ -56,5 +60,36 @@ async def test_a_shard_whose_subscription_failed_is_subscribed_at_a_later_tick()
         await cluster.formed()  # every shard owned, 2 and 5 included
         assert node.owned_shards() == frozenset(range(8))
         assert cluster.transports[0].refusals == 2
+    finally:
+        await cluster.close()
+
+
+async def test_shards_consumed_again_after_a_lost_connection_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Whoever follows a node's log (an operator, the multi-process tests) sees it drop its
+    shards when the connection goes and take them again once it is back."""
+    cluster = Cluster("memory", Names(f"msl{secrets.token_hex(4)}"), QueueSettings(shards=8))
+    try:
+        node = await cluster.add("n0")
+        await cluster.formed()
+        transport = node.transport
+        assert isinstance(transport, ObservedTransport)
+        assert isinstance(transport.inner, MemoryTransport)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="mailslot.cluster"):
+            transport.inner.kill()
+            await eventually(
+                lambda: (
+                    node.owned_shards() == frozenset(range(8))
+                    and bool([r for r in caplog.records if "consuming 8 shards" in r.getMessage()])
+                ),
+                what="the shards consumed again, and logged",
+            )
+        said = [r.getMessage() for r in caplog.records if "consuming" in r.getMessage()]
+        assert said == [
+            "cluster n0: consuming 0 shards, 0 as primary",
+            "cluster n0: consuming 8 shards, 8 as primary",
+        ]
     finally:
         await cluster.close()

@@ -1249,6 +1249,7 @@ class ClusterNode:
         for shard in shards:
             shard.releasing = True
             shard.sub = None
+        self._log_consuming(frozenset())  # so that consuming them again is logged too
         await asyncio.gather(*(self._stop_handlers(s) for s in shards), return_exceptions=True)
 
     async def _rebalance(self) -> None:
@@ -1283,6 +1284,10 @@ class ClusterNode:
                 await self._subscribe(n)
                 self._shards[n].yield_after = now + 2 * self.config.node_timeout
                 self._shards[n].primary = False
+        self._log_consuming(primary)
+
+    def _log_consuming(self, primary: frozenset[int]) -> None:
+        """Log the shards this node consumes when they changed since they were last logged."""
         consuming = self.owned_shards()
         if consuming != self._consuming_logged:
             self._consuming_logged = consuming
