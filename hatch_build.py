@@ -50,6 +50,7 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         for source, what in EXTENSIONS.items():
             name = source.stem + suffix
             target = root / source.parent / name if version == "editable" else built / name
+            target.unlink(missing_ok=True)  # a failed build must not leave an older one in use
             problem = compile_extension(root / source, target)
             if problem is not None:
                 print(f"mailslot: {what} was not built: {problem[:500]}", file=sys.stderr)
