@@ -301,28 +301,19 @@ CellCore_turn(CellCore *self, PyObject *arg)
     Py_DECREF(recv);
     return PyLong_FromSsize_t(done);
 fail:
-    if (!PyErr_ExceptionMatches(PyExc_Exception)) { /* as in Python: only for an Exception */
-        Py_XDECREF(message);
-        Py_DECREF(q);
-        Py_DECREF(recv);
-        return NULL;
-    }
-    Py_XSETREF(self->turn_message, message != NULL ? message : Py_NewRef(Py_None)); /* moves */
-    {
+    if (PyErr_ExceptionMatches(PyExc_Exception)) { /* as in Python: only for an Exception */
+        /* set aside while the record is written: what it replaces may run Python code */
         PyObject *exc_type, *exc, *tb;
-        PyErr_Fetch(&exc_type, &exc, &tb); /* PyLong_FromSsize_t must not run with one set */
+        PyErr_Fetch(&exc_type, &exc, &tb);
         PyObject *n = PyLong_FromSsize_t(done);
-        if (n == NULL) {
-            Py_XDECREF(exc_type);
-            Py_XDECREF(exc);
-            Py_XDECREF(tb);
-            Py_DECREF(q);
-            Py_DECREF(recv);
-            return NULL;
+        if (n != NULL) {
+            Py_XSETREF(self->turn_done, n);
+            Py_XSETREF(self->turn_message, message != NULL ? message : Py_NewRef(Py_None));
+            message = NULL; /* the reference moved */
         }
-        Py_XSETREF(self->turn_done, n);
-        PyErr_Restore(exc_type, exc, tb);
+        PyErr_Restore(exc_type, exc, tb); /* the handler's error, not a failure to record it */
     }
+    Py_XDECREF(message);
     Py_DECREF(q);
     Py_DECREF(recv);
     return NULL;
