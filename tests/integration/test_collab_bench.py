@@ -37,6 +37,29 @@ def test_collab_suite_loads_sharedb_and_loses_nothing(node: str) -> None:
             assert row.get("cpu x sharedb") is None
 
 
+def test_the_relay_floor_runs_the_same_load_and_loses_nothing(node: str) -> None:
+    # the relay is the stack's floor in the table: it must carry the generator's whole load (no
+    # missing deliveries, so each client gets its frames in version order) to be a fair one
+    lines: list[str] = []
+    args = ["collab", "--json", "--targets", "relay", "--clients", "4", "--docs", "1,3"]
+    args += ["--modes", "typing,closed", "--duration", "0.5", "--warmup", "0.2"]
+    args += ["--stop-reading", "0"]
+    assert bench.main(args, out=lines.append) == 0
+    rows = json.loads(lines[0])["rows"]
+    assert [(r["target"], r["D"], r["mode"]) for r in rows] == [
+        ("relay", 1, "typing"),
+        ("relay", 3, "typing"),
+        ("relay", 1, "closed"),
+        ("relay", 3, "closed"),
+    ]
+    for row in rows:
+        assert "error" not in row, row
+        assert row["edits/s"] > 0
+        assert row["missing"] == 0
+        assert row["errors"] == 0
+        assert row["cpu us/msg"] >= 0  # measured (maybe under one 10 ms tick); no ratio asked
+
+
 def test_a_target_that_cannot_start_is_a_row_not_a_crash(
     node: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,8 +21,12 @@ process and its children) and RSS. Then it stops the server.
 - ``x sharedb`` columns: mailslot's figure over ShareDB's in the same cell.
 
 Targets: ``sharedb`` is ``node bench/sharedb_server.js`` (stock ShareDB 7, in-memory);
-``mailslot`` is ``python -m mailslot serve --port P --db sqlite:///DIR/collab.db``. A target
-that does not start or dies is reported as a row with its error; the run goes on.
+``mailslot`` is ``python -m mailslot serve --port P --db sqlite:///DIR/collab.db``; ``relay``
+(only when asked for) is ``python bench/relay_server.py``, the floor of the Python stack mailslot
+serves on: uvicorn and its WebSocket protocol with the same settings, and an ASGI app that gives
+each op a version and relays it, with no transformation, store or checks. Its ``cpu x sharedb`` is
+what a server on this stack pays per message before doing any work of its own. A target that does
+not start or dies is reported as a row with its error; the run goes on.
 
 Limits, said plainly: the generator and the server share the machine (2 cores here); ``gen cpu``
 is the generator's busy fraction of one core, and near 1.0 the generator, not the server, may be
@@ -66,12 +70,13 @@ __all__ = [
     "repo_root",
     "run",
     "start_mailslot",
+    "start_relay",
     "start_sharedb",
     "start_target",
     "summarize",
 ]
 
-TARGETS = ("sharedb", "mailslot")
+TARGETS = ("sharedb", "mailslot", "relay")
 COLUMNS = [
     "target",
     "K",
@@ -388,6 +393,23 @@ def _wait_for_port(popen: subprocess.Popen[bytes], port: int, log: Path, timeout
 
 
 @contextmanager
+def _start_listening(
+    name: str, command: list[str], port: int, *, workdir: Path, timeout: float
+) -> Iterator[ServerProcess]:
+    """Run ``command``, which is to listen on ``port``, until the block ends."""
+    log = workdir / f"{name}.log"
+    with log.open("wb") as log_file:
+        popen = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait_for_port(popen, port, log, timeout)
+        yield ServerProcess(name, f"ws://127.0.0.1:{port}/ws", popen.pid, log)
+    finally:
+        _stop(popen)
+
+
+@contextmanager
 def start_mailslot(*, workdir: Path, timeout: float = START_TIMEOUT) -> Iterator[ServerProcess]:
     """Run ``mailslot serve`` with a fresh SQLite database on a free port until the block ends.
 
@@ -395,21 +417,27 @@ def start_mailslot(*, workdir: Path, timeout: float = START_TIMEOUT) -> Iterator
         TransportError: the server exited or did not accept connections within ``timeout``.
     """
     port = free_port()
-    log = workdir / "mailslot.log"
     db = workdir / "collab.db"
     command = [sys.executable, "-m", "mailslot", "serve", "--port", str(port)]
-    with log.open("wb") as log_file:
-        popen = subprocess.Popen(
-            [*command, "--db", f"sqlite:///{db}"],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_for_port(popen, port, log, timeout)
-        yield ServerProcess("mailslot", f"ws://127.0.0.1:{port}/ws", popen.pid, log)
-    finally:
-        _stop(popen)
+    command += ["--db", f"sqlite:///{db}"]
+    with _start_listening("mailslot", command, port, workdir=workdir, timeout=timeout) as server:
+        yield server
+
+
+@contextmanager
+def start_relay(
+    *, workdir: Path, root: Path | None = None, timeout: float = START_TIMEOUT
+) -> Iterator[ServerProcess]:
+    """Run ``bench/relay_server.py`` (the stack's floor: no OT, no store) on a free port.
+
+    Raises:
+        TransportError: the server exited or did not accept connections within ``timeout``.
+    """
+    root = root or repo_root()
+    port = free_port()
+    command = [sys.executable, str(root / "bench" / "relay_server.py"), "--port", str(port)]
+    with _start_listening("relay", command, port, workdir=workdir, timeout=timeout) as server:
+        yield server
 
 
 @contextmanager
@@ -420,6 +448,9 @@ def start_target(name: str, *, workdir: Path) -> Iterator[ServerProcess]:
             yield server
     elif name == "mailslot":
         with start_mailslot(workdir=workdir) as server:
+            yield server
+    elif name == "relay":
+        with start_relay(workdir=workdir) as server:
             yield server
     else:
         raise ConfigError(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
@@ -539,7 +570,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--targets",
         default="sharedb,mailslot",
-        help="comma-separated servers to load: sharedb, mailslot (default both)",
+        help="comma-separated servers to load: sharedb, mailslot, relay (the Python stack's "
+        "floor: no OT, no store); default sharedb,mailslot",
     )
     parser.add_argument("--clients", type=ints, help="K values, e.g. 16,64,256")
     parser.add_argument("--docs", type=ints, help="D values, e.g. 1,100")
