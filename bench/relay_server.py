@@ -13,7 +13,9 @@ ones the load needs, and nothing for production. Its CPU per message is what any
 stack pays before doing any work of its own, which is what the benchmark compares mailslot's with.
 
 Sends are awaited in order within one task; uvicorn's ``send`` returns at once while the socket
-takes data, so each client receives its frames in version order.
+takes data, so each client receives its frames in version order. The other side of that: a client
+that stops reading holds up every author on its documents (their sends wait for its socket), so
+the benchmark's stalled-reader cell says nothing about the relay.
 """
 
 from __future__ import annotations
