@@ -2,15 +2,16 @@
 
     python bench/relay_server.py --port 8000 [--host 127.0.0.1]
 
-It serves the part of ShareDB's protocol that the load generator's raw clients speak (``hs``,
-``s``, ``op`` with ``create``, ``op``) at ``/ws``, on the same stack and settings as ``mailslot
-serve``: uvicorn with httptools and the websockets sans-I/O protocol, no compression, uvloop, and a
-plain ASGI application. What it does per op is the least a server can do: parse the JSON, give the
-op the document's next version, and send an ack to its author and the op to the document's other
-subscribers, each encoded once. No transformation (an op is relayed as it came, whatever version
-it was made against), no store, no presence, no limits, no checks: so no guarantees beyond the
-ones the load needs, and nothing for production. Its CPU per message is what any server on this
-stack pays before doing any work of its own, which is what the benchmark compares mailslot's with.
+It serves the part of ShareDB's protocol that the load generator's raw clients speak (``hs``, ``s``,
+``op`` with ``create``, ``op``) at ``/ws``, on the same stack and settings as ``mailslot serve``
+(``mailslot.server.UVICORN_SETTINGS``): uvicorn with httptools and the websockets sans-I/O protocol,
+no compression, uvloop, and a plain ASGI application. What it does per op is the least a server can
+do: parse the JSON, give the op the document's next version, and send an ack to its author and the
+op to the document's other subscribers, each encoded once. No transformation (an op is relayed as it
+came, whatever version it was made against), no store, no presence, no limits, no checks: so no
+guarantees beyond the ones the load needs, and nothing for production. Its CPU per message is what
+any server on this stack pays before doing any work of its own, which is what the benchmark compares
+mailslot's with.
 
 Sends are awaited in order within one task; uvicorn's ``send`` returns at once while the socket
 takes data, so each client receives its frames in version order. The other side of that: a client
@@ -27,6 +28,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
+
+from mailslot.server import UVICORN_SETTINGS
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -55,25 +58,22 @@ async def _handle(message: dict[str, Any], me: dict[str, Any], send: Send) -> No
             reply = {"a": "s", "c": message["c"], "d": message["d"], "data": data}
         await send(_frame(json.dumps(reply)))
     elif action == "op":
-        c, d, seq = message["c"], message["d"], message["seq"]
+        c, d = message["c"], message["d"]
         create = message.get("create")
         if create is not None:
-            DOCS.setdefault(d, [1, create.get("data"), [], create.get("type")])
-            await send(
-                _frame(
-                    json.dumps({"a": "op", "c": c, "d": d, "v": 0, "src": me["src"], "seq": seq})
-                )
-            )
-            return
-        doc = DOCS[d]
-        version = doc[0]
-        doc[0] += 1
-        head = {"a": "op", "c": c, "d": d, "v": version, "src": me["src"], "seq": seq}
+            doc = DOCS.setdefault(d, [1, create.get("data"), [], create.get("type")])
+            version = 0
+        else:
+            doc = DOCS[d]
+            version = doc[0]
+            doc[0] += 1
+        head = {"a": "op", "c": c, "d": d, "v": version, "src": me["src"], "seq": message["seq"]}
         await send(_frame(json.dumps(head)))
-        relayed = _frame(json.dumps({**head, "op": message["op"]}))
-        for other in doc[2]:
-            if other is not send:
-                await other(relayed)
+        if create is None:
+            relayed = _frame(json.dumps({**head, "op": message["op"]}))
+            for other in doc[2]:
+                if other is not send:
+                    await other(relayed)
 
 
 async def app(
@@ -106,13 +106,9 @@ def main() -> None:
         app,
         host=args.host,
         port=args.port,
-        loop="uvloop",
-        http="httptools",
+        loop="uvloop",  # as `mailslot serve` runs its loop
         ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
+        **UVICORN_SETTINGS,
     )
 
 

@@ -71,7 +71,16 @@ if TYPE_CHECKING:
     from mailslot.migrate.cutover import CutoverConfig
     from mailslot.migrate.flags import FlagConfig
 
-__all__ = ["Node", "NodeConfig", "RunningServer", "build_app", "serve", "start_server", "tune_gc"]
+__all__ = [
+    "UVICORN_SETTINGS",
+    "Node",
+    "NodeConfig",
+    "RunningServer",
+    "build_app",
+    "serve",
+    "start_server",
+    "tune_gc",
+]
 
 log = logging.getLogger("mailslot.server")
 
@@ -548,6 +557,17 @@ class RunningServer:
         await self.node.stop()
 
 
+UVICORN_SETTINGS: dict[str, Any] = {
+    # compression would deflate every broadcast once per subscriber: no "encode once"
+    "ws_per_message_deflate": False,
+    "http": "httptools",
+    "lifespan": "off",
+    "log_level": "warning",
+    "access_log": False,
+}
+"""The HTTP/WebSocket stack's settings a node serves with (``bench/relay_server.py`` too)."""
+
+
 async def start_server(config: NodeConfig, *, node: Node | None = None) -> RunningServer:
     """Start a node and its HTTP server on the running loop; returns once it listens."""
     node = node or Node(config)
@@ -560,12 +580,7 @@ async def start_server(config: NodeConfig, *, node: Node | None = None) -> Runni
         ws_ping_interval=config.ws_ping_interval,
         ws_ping_timeout=config.ws_ping_timeout,
         ws=_WebSocketProtocol if config.direct_writes else "websockets-sansio",
-        # compression would deflate every broadcast once per subscriber: no "encode once"
-        ws_per_message_deflate=False,
-        http="httptools",
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
+        **UVICORN_SETTINGS,
     )
     server = _Server(uv_config)
     task = asyncio.create_task(server.serve())
